@@ -1,0 +1,7 @@
+"""LightningDataModules yielding uint8 image batches [N, C, H, W]."""
+
+from datamodules.base import ImageDataModule, UInt8ImageDataset
+from datamodules.mnist import MNISTDataModule
+from datamodules.synthetic import SyntheticDataModule
+
+__all__ = ["ImageDataModule", "MNISTDataModule", "SyntheticDataModule", "UInt8ImageDataset"]

@@ -1,0 +1,106 @@
+"""Shared pieces of every image datamodule: an in-memory uint8 dataset and the loader around it.
+
+Every datamodule yields ``uint8`` image batches ``[N, C, H, W]`` in ``[0, 255]``. The GAN module maps
+them to ``[-1, 1]`` on the device (``gan_modules.base.to_unit_range``), so the loader copies a quarter
+of the bytes a float batch would need and the conversion runs on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class UInt8ImageDataset(Dataset):
+    """uint8 images [N, C, H, W] held in memory (or memory-mapped) -> uint8 batches, one index op each.
+
+    ``__getitems__`` lets the DataLoader fetch a whole batch with one fancy index instead of N
+    ``__getitem__`` calls and a ``torch.stack``; with MNIST in memory that is the whole cost of loading.
+    """
+
+    def __init__(self, images: torch.Tensor | np.ndarray) -> None:
+        if images.ndim != 4 or images.dtype not in (torch.uint8, np.uint8):
+            raise ValueError(f"expected uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _take(self, index: int | Sequence[int]) -> torch.Tensor:
+        if isinstance(self.images, np.ndarray):
+            # Sorted indices read a memory-mapped file mostly sequentially; the order within a
+            # batch does not matter to a GAN, the batch composition is what the sampler chose.
+            index = np.sort(np.asarray(index)) if not isinstance(index, int) else index
+            return torch.from_numpy(np.ascontiguousarray(self.images[index]))
+        return self.images[index]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self._take(index)
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return self._take(indices)
+
+
+def collate_images(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """Identity for batches already stacked by ``__getitems__``; stacks a list otherwise."""
+    return batch if isinstance(batch, torch.Tensor) else torch.stack(batch)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base for the image datamodules: a train split and an optional reference (val) split.
+
+    Subclasses fill ``self.train_dataset`` (and ``self.val_dataset`` when there is a held-out
+    split) in ``setup`` and define ``image_size`` and ``num_channels``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+
+    @property
+    def image_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_channels(self) -> int:
+        raise NotImplementedError
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            collate_fn=collate_images,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        if len(self.train_dataset) < self.batch_size:
+            raise ValueError(
+                f"the training set has {len(self.train_dataset)} images, fewer than one batch "
+                f"(data.batch_size={self.batch_size}); lower --data.batch_size or add images"
+            )
+        # drop_last: a GAN step on a 3-image remainder batch is noise for BatchNorm and D accuracy.
+        return self._loader(self.train_dataset, shuffle=True, drop_last=True)

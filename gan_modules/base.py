@@ -1,0 +1,306 @@
+"""The GAN training loop every variant shares: manual optimization, D phase then G phase.
+
+Counting steps: Lightning's ``trainer.global_step`` counts *optimizer steps*, and this module makes
+two per batch (one D, one G) when ``n_critic == 1``; with ``n_critic = k`` it makes k D steps per G
+step. So ``--trainer.max_steps N`` stops after N optimizer steps in total, i.e. ``N / 2`` batches at
+``n_critic = 1``. Prefer ``max_epochs``; the true update counts are logged as ``train/d_updates`` and
+``train/g_updates``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.cli import OptimizerCallable
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+from gan_modules.objectives import NonSaturating, Objective
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or inf; training stops before the bad update is applied."""
+
+
+def to_unit_range(batch: Tensor) -> Tensor:
+    """uint8 images in [0, 255] -> float in [-1, 1]; float input is assumed to be in [-1, 1] already."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch
+
+
+def ema_multi_avg_fn(decay: float):
+    """EMA update for ``AveragedModel`` with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t)).
+
+    The warm-up (as in TF's ExponentialMovingAverage with num_updates) lets the average follow the
+    fast-moving early weights instead of dragging the random initialisation along for ~1/(1-decay) steps.
+    """
+
+    @torch.no_grad()
+    def update(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
+        n = int(num_averaged)
+        beta = min(decay, (1 + n) / (10 + n))
+        float_pairs = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
+        if float_pairs:
+            ema_float, float_params = zip(*float_pairs)
+            torch._foreach_lerp_(list(ema_float), list(float_params), 1.0 - beta)
+        for e, p in zip(ema_params, params):
+            if not e.is_floating_point():  # e.g. BatchNorm's num_batches_tracked
+                e.copy_(p)
+
+    return update
+
+
+class GANModule(pl.LightningModule):
+    """Base of every GAN variant: owns the loop, the optimizers, the EMA generator and the fixed latents.
+
+    A variant builds its ``generator`` and ``discriminator`` and passes them here with the
+    remaining keyword arguments. Conditional variants override ``generator_input``,
+    ``discriminate``, ``generator_extra_losses`` and ``sample_grid``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        latent_dim: int,
+        objective: Objective | None = None,
+        lr: float = 2e-4,  # Radford et al. 2016
+        lr_d: float | None = None,
+        betas: tuple[float, float] = (0.5, 0.999),  # Radford et al. 2016: beta1 0.9 oscillates
+        optimizer_g: OptimizerCallable | None = None,
+        optimizer_d: OptimizerCallable | None = None,
+        n_critic: int = 1,
+        grad_clip_g: float | None = None,
+        grad_clip_d: float | None = None,
+        grad_clip_algorithm: Literal["norm", "value"] = "norm",
+        ema_decay: float | None = 0.999,
+        num_samples: int = 64,
+        sample_seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            generator: the generator network (built by the variant).
+            discriminator: the discriminator network, returning raw logits (built by the variant).
+            latent_dim: size of z.
+            objective: the loss pair; NonSaturating() when not given.
+            lr: learning rate of the default Adam optimizers (both networks unless ``lr_d`` is set).
+            lr_d: the discriminator's learning rate when it differs from ``lr`` (TTUR, Heusel et al. 2017).
+            betas: Adam betas of the default optimizers.
+            optimizer_g: another optimizer for G (``class_path`` + ``init_args`` in YAML); overrides lr/betas.
+            optimizer_d: another optimizer for D; overrides lr/lr_d/betas.
+            n_critic: discriminator updates per generator update (5 for WGAN).
+            grad_clip_g: clip G's gradients to this norm/value; None disables.
+            grad_clip_d: clip D's gradients to this norm/value; None disables.
+            grad_clip_algorithm: "norm" (total L2 norm) or "value" (elementwise, Keras' clipvalue).
+            ema_decay: decay of the generator's exponential moving average; None disables the EMA.
+            num_samples: how many fixed latents make the sample grid.
+            sample_seed: seed of the fixed latents, independent of the training seed.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["generator", "discriminator"])
+        if n_critic < 1:
+            raise ValueError(f"model.n_critic must be >= 1, got {n_critic}")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"model.ema_decay must be in (0, 1) or null to disable the EMA, got {ema_decay}")
+        for name, value in (("lr", lr), ("lr_d", lr_d), ("grad_clip_g", grad_clip_g), ("grad_clip_d", grad_clip_d)):
+            if value is not None and not value > 0:
+                raise ValueError(f"model.{name} must be positive, got {value}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.objective = objective if objective is not None else NonSaturating()
+        self.n_critic = n_critic
+        self.generator_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            self.generator_ema = AveragedModel(generator, multi_avg_fn=ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.generator_ema.requires_grad_(False)
+        fixed_z = torch.randn(num_samples, latent_dim, generator=torch.Generator().manual_seed(sample_seed))
+        self.register_buffer("fixed_z", fixed_z)
+        # True update counts; global_step counts both optimizers' steps (see the module docstring).
+        self.d_updates = 0
+        self.g_updates = 0
+
+    # ------------------------------------------------------------------ hooks a variant may override
+
+    def generator_input(self, real: Tensor) -> Tensor:
+        """What the generator consumes for this batch: z ~ N(0, I) [N, latent_dim] by default."""
+        return torch.randn(real.shape[0], self.latent_dim, device=real.device, dtype=real.dtype)
+
+    def discriminate(self, images: Tensor, gen_input: Tensor) -> Tensor:
+        """D's logits for ``images``; a conditional variant also looks at ``gen_input``."""
+        return self.discriminator(images)
+
+    def generator_extra_losses(self, fake: Tensor, real: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
+        """Terms added to the adversarial G loss (e.g. ``{"l1": 100 * |fake - real|}``); logged by name."""
+        return {}
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The EMA generator when there is one (Karras et al. 2018, Yazici et al. 2019), else G."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def sample_grid(self) -> Tensor:
+        """Images [num_samples, C, H, W] in [-1, 1] from the fixed latents, for the per-epoch grid."""
+        return self.generate(self.fixed_z)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1], from the sampling generator in eval mode."""
+        net = self.sampling_generator
+        was_training = net.training
+        net.eval()
+        try:
+            return net(z.to(self.device)).clamp(-1, 1)
+        finally:
+            net.train(was_training)
+
+    # ------------------------------------------------------------------ optimization
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer_d is not None:
+            opt_d = hp.optimizer_d(self.discriminator.parameters())
+        else:
+            opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d or hp.lr, betas=hp.betas)
+        if hp.optimizer_g is not None:
+            opt_g = hp.optimizer_g(self.generator.parameters())
+        else:
+            opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=hp.betas)
+        return [opt_d, opt_g]
+
+    def _check_finite(self, name: str, loss: Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{name} became {loss.item()} at epoch {self.current_epoch}, global step {self.global_step} "
+                f"(D update {self.d_updates}, G update {self.g_updates}). Training stopped before applying "
+                "this update; the last checkpoint written is the last good one. Try a lower learning rate "
+                "(--model.lr), gradient clipping (--model.grad_clip_d / --model.grad_clip_g), or check "
+                "the data is in range."
+            )
+
+    def _optimizer_step(self, optimizer, loss: Tensor, clip: float | None) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if clip is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=clip, gradient_clip_algorithm=self.hparams.grad_clip_algorithm
+            )
+        optimizer.step()
+
+    def discriminator_step(self, real: Tensor, fake: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
+        """One D update on a real batch and a (detached) fake batch; returns the values to log."""
+        opt_d = self.optimizers()[0]
+        fake = fake.detach()
+        real_logits = self.discriminate(real, gen_input)
+        fake_logits = self.discriminate(fake, gen_input)
+        d_loss = self.objective.d_loss(real_logits, fake_logits)
+        penalty = self.objective.d_penalty(lambda x: self.discriminate(x, gen_input), real, fake)
+        if penalty is not None:
+            d_loss = d_loss + penalty
+        self._check_finite("train/d_loss", d_loss)
+        self._optimizer_step(opt_d, d_loss, self.hparams.grad_clip_d)
+        self.objective.after_d_step(self.discriminator)
+        self.d_updates += 1
+        with torch.no_grad():
+            # D(x) and D(G(z)) as probabilities, and the accuracy of D's real/fake call at 0.5.
+            real_prob, fake_prob = torch.sigmoid(real_logits), torch.sigmoid(fake_logits)
+            stats = {
+                "train/d_loss": d_loss.detach(),
+                "train/d_real": real_prob.mean(),
+                "train/d_fake": fake_prob.mean(),
+                "train/d_acc": 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()),
+            }
+            if penalty is not None:
+                stats["train/d_penalty"] = penalty.detach()
+        return stats
+
+    def generator_step(self, real: Tensor, fake: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
+        """One G update through a frozen D on ``fake`` (which must carry G's graph)."""
+        opt_g = self.optimizers()[1]
+        # D's weights get no gradient from the G loss: freezing them saves that backward work.
+        self.discriminator.requires_grad_(False)
+        try:
+            fake_logits = self.discriminate(fake, gen_input)
+            adversarial = self.objective.g_loss(fake_logits)
+            extras = self.generator_extra_losses(fake, real, gen_input)
+            g_loss = adversarial + sum(extras.values()) if extras else adversarial
+            self._check_finite("train/g_loss", g_loss)
+            self._optimizer_step(opt_g, g_loss, self.hparams.grad_clip_g)
+        finally:
+            self.discriminator.requires_grad_(True)
+        self.g_updates += 1
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+        stats = {"train/g_loss": g_loss.detach()}
+        if extras:
+            stats["train/g_adversarial"] = adversarial.detach()
+            stats.update({f"train/g_{name}": value.detach() for name, value in extras.items()})
+        return stats
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        real = to_unit_range(batch[0] if isinstance(batch, (list, tuple)) else batch)
+        gen_input = self.generator_input(real)
+        # One generator forward serves both phases when a G update follows this D update (as in
+        # the PyTorch DCGAN example): D sees it detached, G then backpropagates through it.
+        g_turn = (self.d_updates + 1) % self.n_critic == 0
+        with torch.set_grad_enabled(g_turn):
+            fake = self.generator(gen_input)
+
+        # Discriminator: push real logits up and fake logits down.
+        stats = self.discriminator_step(real, fake, gen_input)
+        # Generator: push D's logits on fakes up, every n_critic D updates.
+        if g_turn:
+            stats.update(self.generator_step(real, fake, gen_input))
+        stats["train/d_updates"] = float(self.d_updates)
+        stats["train/g_updates"] = float(self.g_updates)
+        self.log_dict(stats, prog_bar=False, on_step=True, on_epoch=False, batch_size=real.shape[0])
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gan_update_counts"] = {"d_updates": self.d_updates, "g_updates": self.g_updates}
+        # The RNG streams draw z, label noise and the data order: restoring them makes a resumed
+        # run continue exactly as the uninterrupted one would have (on the same hardware).
+        checkpoint["gan_rng_state"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        counts = checkpoint.get("gan_update_counts", {})
+        self.d_updates = counts.get("d_updates", 0)
+        self.g_updates = counts.get("g_updates", 0)
+        rng = checkpoint.get("gan_rng_state")
+        if rng is not None and self._trainer is not None:  # only when resuming a fit, not for inference
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def grid_rows(n: int) -> int:
+    """Images per row for a near-square grid of n images."""
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
+    """Rebuilds the GAN variant a checkpoint was trained as (from the class path the CLI saved in it)."""
+    path = Path(checkpoint_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; pass a .ckpt file such as <run>/checkpoints/last.ckpt"
+        )
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if class_path is None:
+        raise ValueError(f"{path} has no saved model class; it was not written by a GANModule trained through train.py")
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.load_from_checkpoint(path, map_location=map_location)

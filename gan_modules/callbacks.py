@@ -1,0 +1,58 @@
+"""Callbacks the CLI adds to every run: the per-epoch sample grid and its progress GIF."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+from PIL import Image
+from pytorch_lightning.loggers import WandbLogger
+from torchvision.utils import make_grid, save_image
+
+from gan_modules.base import grid_rows
+
+
+class SampleGrid(pl.Callback):
+    """Saves ``<run>/samples/epoch_XXXX.png`` from the fixed latents after every ``every_n_epochs`` epochs.
+
+    The same latents every time, so the grids show the generator's progress; the EMA generator is
+    used when there is one. The grid also goes to W&B (key ``samples``), and ``progress.gif``
+    strings the grids together when training ends (as seed 002 does).
+    """
+
+    def __init__(self, every_n_epochs: int = 1, make_gif: bool = True) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"samples.every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+        self.make_gif = make_gif
+
+    def sample_dir(self, trainer: pl.Trainer) -> Path:
+        return Path(trainer.default_root_dir) / "samples"
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        if trainer.sanity_checking:
+            return
+        images = pl_module.sample_grid()
+        grid = make_grid(images.float().cpu(), nrow=grid_rows(len(images)), normalize=True, value_range=(-1, 1))
+        path = self.sample_dir(trainer) / f"epoch_{trainer.current_epoch:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.png")
+        save_image(grid, tmp)
+        os.replace(tmp, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="samples", images=[grid], step=trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (self.make_gif and trainer.is_global_zero):
+            return
+        frames = sorted(self.sample_dir(trainer).glob("epoch_*.png"))
+        if len(frames) < 2:
+            return
+        images = [Image.open(f).convert("P", palette=Image.Palette.ADAPTIVE) for f in frames]
+        images[0].save(
+            self.sample_dir(trainer) / "progress.gif", save_all=True, append_images=images[1:], duration=400, loop=0
+        )

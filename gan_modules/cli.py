@@ -1,0 +1,162 @@
+"""``python train.py --config configs/<run>.yaml``: LightningCLI with a run folder per invocation.
+
+Every run gets its own folder ``<trainer.default_root_dir>/<run_name>/<YYYYmmdd-HHMMSS>`` holding
+``config.yaml``, ``checkpoints/`` (``last.ckpt`` every epoch plus periodic ones), ``samples/`` and
+``metrics.csv``. A second run of the same command gets a new folder; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from jsonargparse import Namespace
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from datamodules.base import ImageDataModule
+from gan_modules.base import GANModule
+from gan_modules.callbacks import SampleGrid
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+RUN_DIR_ENV = "GAN_MODULES_RUN_DIR"  # handed from rank 0 to the DDP worker processes it launches
+CSV_LOGGER = "pytorch_lightning.loggers.CSVLogger"
+WANDB_LOGGER = "gan_modules.loggers.AutoWandbLogger"
+
+
+def _is_worker_process() -> bool:
+    """True in the processes Lightning's DDP launcher starts (they inherit rank 0's run folder)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def make_run_dir(root: str | Path, run_name: str) -> Path:
+    """Creates and returns a new, unique run folder under ``root/run_name``; never reuses one."""
+    parent = Path(root).expanduser() / run_name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            candidate.mkdir()  # atomic: fails if another run took the name first
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder under {parent}")
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``checkpoints/last.ckpt`` after every training epoch, the file ``--ckpt_path`` resumes from."""
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        super().__init__(dirpath=dirpath, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False)
+
+    @property
+    def state_key(self) -> str:  # distinct from the periodic ModelCheckpoint's key in checkpoints
+        return "LastCheckpoint"
+
+
+class GANCLI(LightningCLI):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("model_class", GANModule)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("datamodule_class", ImageDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("auto_configure_optimizers", False)  # manual optimization: the module owns them
+        kwargs.setdefault("trainer_defaults", {"default_root_dir": "runs", "log_every_n_steps": 50})
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--run_name",
+            type=str | None,
+            default=None,
+            help="Folder name under trainer.default_root_dir (default: the first --config file's name).",
+        )
+        parser.add_lightning_class_args(SampleGrid, "samples")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.filename": "epoch_{epoch:04d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.every_n_epochs": 5,
+                "checkpoint.save_top_k": -1,
+            }
+        )
+        # Image size and channels come from the datamodule, never typed twice.
+        parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
+        parser.link_arguments("data.num_channels", "model.init_args.num_channels", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = self._run_dir(config)
+        config.trainer.default_root_dir = str(run_dir)
+        config.trainer.logger = self._loggers(config.trainer.logger, run_dir)
+        config.checkpoint.dirpath = str(run_dir / "checkpoints")
+        config.last_checkpoint.dirpath = str(run_dir / "checkpoints")
+        if config.trainer.strategy == "ddp":
+            # Each GAN step leaves one network out of each backward pass; DDP must be told to look.
+            config.trainer.strategy = Namespace(
+                class_path="pytorch_lightning.strategies.DDPStrategy",
+                init_args=Namespace(find_unused_parameters=True),
+            )
+        self.run_dir = run_dir
+
+    def _run_dir(self, config: Namespace) -> Path:
+        if _is_worker_process() and os.environ.get(RUN_DIR_ENV):
+            return Path(os.environ[RUN_DIR_ENV])
+        run_name = config.run_name
+        if run_name is None:
+            configs = config.get("config") or []
+            run_name = Path(str(configs[0])).stem if configs else type_name(config.model).lower()
+        run_dir = make_run_dir(config.trainer.default_root_dir or "runs", run_name)
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        return run_dir
+
+    @staticmethod
+    def _loggers(logger, run_dir: Path):
+        """Default loggers are CSV + W&B (offline without an account); all are pointed at the run folder."""
+        if logger is False:
+            return False
+        if logger is None or logger is True:
+            logger = [Namespace(class_path=CSV_LOGGER), Namespace(class_path=WANDB_LOGGER)]
+        loggers = logger if isinstance(logger, list) else [logger]
+        for spec in loggers:
+            if not isinstance(spec, Namespace):
+                continue
+            init_args = spec.get("init_args") or Namespace()
+            init_args.save_dir = str(run_dir)
+            if spec.class_path.endswith(("CSVLogger", "TensorBoardLogger")):
+                init_args.name, init_args.version = "", ""
+            spec.init_args = init_args
+        return loggers
+
+
+def type_name(model_config: Namespace) -> str:
+    return str(model_config.class_path).rsplit(".", 1)[-1]
+
+
+def with_default_subcommand(args: list[str]) -> list[str]:
+    """``fit`` is implied when no subcommand is given (``train.py --config x.yaml``)."""
+    if args and args[0] in (*SUBCOMMANDS, "-h", "--help"):
+        return args
+    return ["fit", *args]
+
+
+def quiet_known_warnings() -> None:
+    """Silences warnings that do not apply to runs made by this CLI."""
+    # The CSV logger writes into the fresh run folder this CLI just made (W&B's files sit beside it).
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    # In-memory uint8 datasets index a whole batch at once; worker processes would only add IPC.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Raised inside Lightning's own pytree helper on recent torch; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+def cli_main(args: list[str] | None = None) -> GANCLI:
+    args = list(sys.argv[1:] if args is None else args)
+    quiet_known_warnings()
+    return GANCLI(args=with_default_subcommand(args))

@@ -1,0 +1,151 @@
+"""DCGAN (Radford et al. 2016), resolution-generic, with seed 002's fully convolutional generator."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+
+from gan_modules.base import GANModule
+from gan_modules.layers import init_dcgan_weights, maybe_spectral_norm, normalization_2d
+
+
+def dcgan_stages(image_size: int) -> tuple[int, int]:
+    """(start size, number of x2 stages): halve the size while it stays even and above 4.
+
+    28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4), 128 -> (4, 5).
+    """
+    if image_size < 8:
+        raise ValueError(f"DCGAN needs images of at least 8x8, got {image_size}")
+    size, stages = image_size, 0
+    while size % 2 == 0 and size > 4 and size // 2 >= 4:
+        size //= 2
+        stages += 1
+    if stages < 1 or size > 8:
+        raise ValueError(
+            f"DCGAN needs image_size = s * 2^k with s in 4..8 and k >= 1 (e.g. 28, 32, 64, 128), got {image_size}"
+        )
+    return size, stages
+
+
+class DCGANGenerator(nn.Module):
+    """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1].
+
+    Seed 002's layout at 64x64: a 4x4 transposed conv lifts z to 4x4x512, three stride-2 transposed
+    convs halve the width (256, 128, 64) while doubling the size, a 3x3 conv refines, and a last
+    stride-2 transposed conv makes the image. Other sizes change the start size and stage count.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 64,
+        num_channels: int = 3,
+        base_channels: int = 64,
+        bn_momentum: float = 0.5,  # seed 002: Keras BatchNormalization(momentum=0.5) -> PyTorch 0.5
+    ) -> None:
+        super().__init__()
+        start, stages = dcgan_stages(image_size)
+        width = base_channels * 2 ** (stages - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, width, kernel_size=start, stride=1, padding=0, bias=False),
+            nn.BatchNorm2d(width, momentum=bn_momentum),
+            nn.LeakyReLU(0.2),
+        ]
+        for _ in range(stages - 1):
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, kernel_size=4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width // 2, momentum=bn_momentum),
+                nn.LeakyReLU(0.2),
+            ]
+            width //= 2
+        layers += [
+            nn.Conv2d(width, width, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(width, momentum=bn_momentum),
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(width, num_channels, kernel_size=4, stride=2, padding=1),
+            nn.Tanh(),
+        ]
+        self.net = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+        init_dcgan_weights(self)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """images [N, C, H, W] -> logits [N]. Stride-2 4x4 convs doubling the width, then a dense layer."""
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        num_channels: int = 3,
+        base_channels: int = 64,
+        norm: Literal["batch", "instance", "none"] = "batch",
+        spectral_norm: bool = False,
+        bn_momentum: float = 0.5,  # seed 002
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        start, stages = dcgan_stages(image_size)
+        width = base_channels
+        layers: list[nn.Module] = [
+            maybe_spectral_norm(nn.Conv2d(num_channels, width, kernel_size=4, stride=2, padding=1), spectral_norm),
+            nn.LeakyReLU(0.2),
+        ]
+        for _ in range(stages - 1):
+            conv = nn.Conv2d(width, width * 2, kernel_size=4, stride=2, padding=1, bias=norm == "none")
+            layers += [
+                maybe_spectral_norm(conv, spectral_norm),
+                normalization_2d(norm, width * 2, momentum=bn_momentum),
+                nn.LeakyReLU(0.2),
+            ]
+            width *= 2
+        layers.append(nn.Flatten())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(maybe_spectral_norm(nn.Linear(width * start * start, 1), spectral_norm))
+        self.net = nn.Sequential(*layers)
+        init_dcgan_weights(self)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images).squeeze(1)
+
+
+class DCGAN(GANModule):
+    """DCGAN generator and discriminator at any size s * 2^k; every other option is ``GANModule``'s."""
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 64,
+        num_channels: int = 3,
+        g_channels: int = 64,
+        d_channels: int = 64,
+        d_norm: Literal["batch", "instance", "none"] = "batch",
+        d_spectral_norm: bool = False,
+        d_dropout: float = 0.0,
+        bn_momentum: float = 0.5,  # seed 002
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            generator=DCGANGenerator(
+                latent_dim=latent_dim,
+                image_size=image_size,
+                num_channels=num_channels,
+                base_channels=g_channels,
+                bn_momentum=bn_momentum,
+            ),
+            discriminator=DCGANDiscriminator(
+                image_size=image_size,
+                num_channels=num_channels,
+                base_channels=d_channels,
+                norm=d_norm,
+                spectral_norm=d_spectral_norm,
+                bn_momentum=bn_momentum,
+                dropout=d_dropout,
+            ),
+            latent_dim=latent_dim,
+            **kwargs,
+        )

@@ -1,0 +1,156 @@
+"""GAN objectives: small stateless objects chosen in YAML by ``class_path``.
+
+Each has ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)`` on raw discriminator
+logits (higher = more real), both means over the batch. Objectives that need more than logits
+(a gradient penalty, weight clipping) say so through ``d_penalty`` and ``after_d_step``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat (Gulrajani et al. 2017)."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    logits = discriminator(x_hat)
+    (grad,) = torch.autograd.grad(outputs=logits.sum(), inputs=x_hat, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def _targets(logits: Tensor, label_range: tuple[float, float]) -> Tensor:
+    low, high = label_range
+    if low == high:
+        return torch.full_like(logits, low)
+    return torch.empty_like(logits).uniform_(low, high)
+
+
+class Objective:
+    """The interface every objective implements; see the module docstring."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def d_penalty(self, discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor | None:
+        """An extra term added to the D loss (e.g. a gradient penalty), or None."""
+        return None
+
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        """Called after every discriminator optimizer step (e.g. to clip weights)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class _CrossEntropyObjective(Objective):
+    """D is a real/fake classifier trained with binary cross-entropy on (optionally noisy) targets.
+
+    ``real_label`` and ``fake_label`` are ranges targets are drawn from uniformly per sample:
+    (0.9, 0.9) is one-sided label smoothing (Salimans et al. 2016); real (0.8, 1.0) with fake
+    (0.0, 0.2) is the noisy labels of seed 002. The defaults are the exact 1/0 targets.
+    """
+
+    def __init__(self, real_label: tuple[float, float] = (1.0, 1.0), fake_label: tuple[float, float] = (0.0, 0.0)):
+        for name, (low, high) in (("real_label", real_label), ("fake_label", fake_label)):
+            if not 0.0 <= low <= high <= 1.0:
+                raise ValueError(f"{name} must be a range (low, high) with 0 <= low <= high <= 1, got {(low, high)}")
+        self.real_label = tuple(real_label)
+        self.fake_label = tuple(fake_label)
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        # -[t log D(x) + (1 - t) log(1 - D(x))] on both sides; with exact labels this is
+        # softplus(-real) + softplus(fake), i.e. -log D(x) - log(1 - D(G(z))).
+        real = F.binary_cross_entropy_with_logits(real_logits, _targets(real_logits, self.real_label))
+        fake = F.binary_cross_entropy_with_logits(fake_logits, _targets(fake_logits, self.fake_label))
+        return real + fake
+
+
+class Minimax(_CrossEntropyObjective):
+    """The original minimax game (Goodfellow et al. 2014): G minimizes log(1 - D(G(z))).
+
+    Saturates early in training when D rejects fakes confidently; kept for reproduction.
+    """
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return -F.softplus(fake_logits).mean()  # log(1 - sigmoid(x)) = -softplus(x)
+
+
+class NonSaturating(_CrossEntropyObjective):
+    """Non-saturating GAN (Goodfellow et al. 2014, sec. 3): G maximizes log D(G(z)). The default."""
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return F.softplus(-fake_logits).mean()  # -log(sigmoid(x))
+
+
+class LeastSquares(Objective):
+    """LSGAN (Mao et al. 2017) with the 0-1 coding: D pushes real to 1, fake to 0; G pushes fake to 1."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return 0.5 * ((real_logits - 1).pow(2).mean() + fake_logits.pow(2).mean())
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return 0.5 * (fake_logits - 1).pow(2).mean()
+
+
+class Wasserstein(Objective):
+    """WGAN critic loss (Arjovsky et al. 2017) with weight clipping to keep D roughly 1-Lipschitz.
+
+    Pair it with ``n_critic: 5`` and RMSprop lr 5e-5 as the paper does.
+    """
+
+    def __init__(self, clip_value: float = 0.01) -> None:  # Arjovsky et al. 2017, Algorithm 1
+        if clip_value <= 0:
+            raise ValueError(f"clip_value must be positive, got {clip_value}")
+        self.clip_value = clip_value
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return fake_logits.mean() - real_logits.mean()
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return -fake_logits.mean()
+
+    @torch.no_grad()
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        for p in discriminator.parameters():
+            p.clamp_(-self.clip_value, self.clip_value)
+
+
+class WassersteinGP(Objective):
+    """WGAN-GP (Gulrajani et al. 2017): the critic loss plus a gradient penalty instead of clipping.
+
+    Use a discriminator without BatchNorm (the penalty is per-sample); ``n_critic: 5``, Adam
+    lr 1e-4 betas (0.0, 0.9) are the paper's settings.
+    """
+
+    def __init__(self, gp_weight: float = 10.0) -> None:  # Gulrajani et al. 2017, lambda = 10
+        if gp_weight < 0:
+            raise ValueError(f"gp_weight must be >= 0, got {gp_weight}")
+        self.gp_weight = gp_weight
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return fake_logits.mean() - real_logits.mean()
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return -fake_logits.mean()
+
+    def d_penalty(self, discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor | None:
+        return self.gp_weight * gradient_penalty(discriminator, real, fake)
+
+
+class Hinge(Objective):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D = relu(1 - real) + relu(1 + fake), G = -fake."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+    def g_loss(self, fake_logits: Tensor) -> Tensor:
+        return -fake_logits.mean()
