@@ -35,7 +35,7 @@ class UInt8ImageDataset(Dataset):
             # Sorted indices read a memory-mapped file mostly sequentially; the order within a
             # batch does not matter to a GAN, the batch composition is what the sampler chose.
             index = np.sort(np.asarray(index)) if not isinstance(index, int) else index
-            return torch.from_numpy(np.ascontiguousarray(self.images[index]))
+            return torch.from_numpy(np.array(self.images[index]))  # a copy: never a view into the file
         return self.images[index]
 
     def __getitem__(self, index: int) -> torch.Tensor:
@@ -104,3 +104,16 @@ class ImageDataModule(pl.LightningDataModule):
             )
         # drop_last: a GAN step on a 3-image remainder batch is noise for BatchNorm and D accuracy.
         return self._loader(self.train_dataset, shuffle=True, drop_last=True)
+
+    def reference_split(self) -> tuple[str, Dataset]:
+        """(name, dataset) of the real images FID is measured against: the held-out split when there is
+        one (``val``), else the training split (``train``)."""
+        if self.train_dataset is None:
+            self.setup("validate")
+        if self.val_dataset is not None:
+            return "val", self.val_dataset
+        return "train", self.train_dataset
+
+    def val_dataloader(self) -> DataLoader:
+        """The reference split in its stored order; validation generates one fake per real image it sees."""
+        return self._loader(self.reference_split()[1], shuffle=False, drop_last=False)

