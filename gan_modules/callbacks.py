@@ -36,7 +36,8 @@ class SampleGrid(pl.Callback):
         if trainer.sanity_checking:
             return
         images = pl_module.sample_grid()
-        grid = make_grid(images.float().cpu(), nrow=grid_rows(len(images)), normalize=True, value_range=(-1, 1))
+        nrow = getattr(pl_module, "sample_grid_nrow", None) or grid_rows(len(images))
+        grid = make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
         path = self.sample_dir(trainer) / f"epoch_{trainer.current_epoch:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.png")

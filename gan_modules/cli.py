@@ -132,6 +132,8 @@ class GANCLI(LightningCLI):
         config.checkpoint.dirpath = str(run_dir / "checkpoints")
         config.last_checkpoint.dirpath = str(run_dir / "checkpoints")
         config.best_checkpoint.dirpath = str(run_dir / "checkpoints")
+        if config.trainer.enable_progress_bar is not False:
+            config.trainer.callbacks = self._with_progress_bar(config.trainer.callbacks)
         if config.trainer.strategy == "ddp":
             # Each GAN step leaves one network out of each backward pass; DDP must be told to look.
             config.trainer.strategy = Namespace(
@@ -150,6 +152,19 @@ class GANCLI(LightningCLI):
         run_dir = make_run_dir(config.trainer.default_root_dir or "runs", run_name)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
+
+    @staticmethod
+    def _with_progress_bar(callbacks):
+        """A TQDM bar refreshed every 20 batches unless the config brings its own progress bar.
+
+        Lightning's default redraws the bar and its metrics after every batch, about 2 ms: 8% of a
+        vanilla-GAN step on a CPU.
+        """
+        callbacks = list(callbacks or [])
+        if any("ProgressBar" in str(getattr(c, "class_path", type(c).__name__)) for c in callbacks):
+            return callbacks
+        bar = Namespace(class_path="pytorch_lightning.callbacks.TQDMProgressBar", init_args=Namespace(refresh_rate=20))
+        return [*callbacks, bar]
 
     @staticmethod
     def _loggers(logger, run_dir: Path):

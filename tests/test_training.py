@@ -19,6 +19,7 @@ def make_trainer(tmp_path, **kwargs):
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
+        log_every_n_steps=1,
     )
     defaults.update(kwargs)
     return pl.Trainer(**defaults)

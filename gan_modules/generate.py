@@ -1,0 +1,92 @@
+"""``python generate.py --ckpt_path <run>/checkpoints/last.ckpt --num_images 64 --out_dir samples/``.
+
+Writes N images as PNG files and/or one grid, from the EMA generator when the checkpoint has one.
+Existing files are never overwritten: the output folder must be new or empty, the grid file new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from gan_modules.base import GANModule, grid_rows, load_gan
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def generate_images(model: GANModule, num_images: int, batch_size: int, seed: int) -> torch.Tensor:
+    """num_images images [N, C, H, W] in [-1, 1] from seeded latents (same seed, same images)."""
+    if getattr(model, "conditional", False):
+        raise ValueError(
+            f"{type(model).__name__} translates images rather than sampling latents; "
+            "load it with gan_modules.base.load_gan and call model.translate(inputs)"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(num_images, model.latent_dim, generator=generator)
+    return torch.cat([model.generate(chunk).cpu() for chunk in z.split(batch_size)])
+
+
+def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    save_image(tensor, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by train.py")
+    parser.add_argument("--num_images", type=int, default=64, help="how many images to generate")
+    parser.add_argument("--out_dir", default=None, help="folder for one PNG per image (must be new or empty)")
+    parser.add_argument("--grid", default=None, help="also (or only) write all images as one grid PNG here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.out_dir is None and args.grid is None:
+            raise ValueError("nothing to write: pass --out_dir (one PNG per image) and/or --grid grid.png")
+        if args.num_images < 1 or args.batch_size < 1:
+            raise ValueError("--num_images and --batch_size must be positive")
+        out_dir = Path(args.out_dir).expanduser() if args.out_dir else None
+        if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()):
+            raise ValueError(f"{out_dir} already has files; choose a new --out_dir so nothing is overwritten")
+        grid_path = Path(args.grid).expanduser() if args.grid else None
+        if grid_path is not None and grid_path.exists():
+            raise ValueError(f"{grid_path} already exists; choose a new --grid path so nothing is overwritten")
+
+        device = pick_device(args.device)
+        model = load_gan(args.ckpt_path, map_location=device).eval()
+        images = generate_images(model, args.num_images, args.batch_size, args.seed)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+    unit = images.add(1).div(2)  # [-1, 1] -> [0, 1]; save_image rounds to uint8 like any PNG writer
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        width = len(str(len(unit) - 1))
+        for i, image in enumerate(unit):
+            _atomic_save(image, out_dir / f"{i:0{width}d}.png")
+        print(f"wrote {len(unit)} images to {out_dir}")
+    if grid_path is not None:
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(make_grid(unit, nrow=grid_rows(len(unit))), grid_path)
+        print(f"wrote a {len(unit)}-image grid to {grid_path}")
+    source = "EMA generator" if model.generator_ema is not None else "generator"
+    print(f"sampled from the {source} of {type(model).__name__}, seed {args.seed}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
