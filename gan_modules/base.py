@@ -394,6 +394,13 @@ def grid_rows(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
 
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> the GPU when there is one, else the CPU; anything else as torch.device understands it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
     """Rebuilds the GAN variant a checkpoint was trained as (from the class path the CLI saved in it)."""
     path = Path(checkpoint_path).expanduser()

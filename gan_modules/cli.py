@@ -51,7 +51,16 @@ class LastCheckpoint(ModelCheckpoint):
     """``checkpoints/last.ckpt`` after every training epoch, the file ``--ckpt_path`` resumes from."""
 
     def __init__(self, dirpath: str | None = None) -> None:
-        super().__init__(dirpath=dirpath, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False)
+        # save_on_train_epoch_end: Lightning otherwise saves after validation only, so with
+        # check_val_every_n_epoch > 1 last.ckpt would lag up to that many epochs behind.
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            save_top_k=1,
+            every_n_epochs=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
 
     @property
     def state_key(self) -> str:  # distinct from the periodic ModelCheckpoint's key in checkpoints
@@ -118,6 +127,7 @@ class GANCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.every_n_epochs": 5,
                 "checkpoint.save_top_k": -1,
+                "checkpoint.save_on_train_epoch_end": True,  # periodic even when validation is sparser
             }
         )
         # Image size and channels come from the datamodule, never typed twice.

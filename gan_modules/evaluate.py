@@ -22,17 +22,11 @@ import yaml
 
 from datamodules.base import ImageDataModule
 from gan_modules import metrics as gan_metrics
-from gan_modules.base import load_gan
+from gan_modules.base import load_gan, resolve_device
 from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.reference import reference_features
 
 DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 recommend at least 10k)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModule:

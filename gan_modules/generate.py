@@ -14,13 +14,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan_modules.base import GANModule, grid_rows, load_gan
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from gan_modules.base import GANModule, grid_rows, load_gan, resolve_device
 
 
 @torch.inference_mode()
@@ -65,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if grid_path is not None and grid_path.exists():
             raise ValueError(f"{grid_path} already exists; choose a new --grid path so nothing is overwritten")
 
-        device = pick_device(args.device)
+        device = resolve_device(args.device)
         model = load_gan(args.ckpt_path, map_location=device).eval()
         images = generate_images(model, args.num_images, args.batch_size, args.seed)
     except (ValueError, FileNotFoundError) as err:

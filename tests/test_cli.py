@@ -115,6 +115,15 @@ def test_resume_from_last_checkpoint_continues_counts(tmp_path):
     assert int(resumed.model.generator_ema.n_averaged) == 4
 
 
+def test_checkpoints_follow_epochs_not_validation(tmp_path):
+    # Validation every 3rd epoch must not thin out last.ckpt or the periodic checkpoints.
+    cli = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--trainer.check_val_every_n_epoch", "3",
+              "--checkpoint.every_n_epochs", "1", epochs=2)  # fmt: skip
+    checkpoints = cli.run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_0000.ckpt", "epoch_0001.ckpt", "last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 1
+
+
 def test_print_config_starts_a_new_yaml(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["--config", str(ROOT / "configs" / "dcgan_mnist.yaml"), "--print_config"])
