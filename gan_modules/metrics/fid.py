@@ -8,6 +8,8 @@ Real features can therefore come from the on-disk reference cache without touchi
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
@@ -78,9 +80,12 @@ class GANMetrics(nn.Module):
             num_features = getattr(network, "num_features", num_features)
         self.kid_subset_size = kid_subset_size
         self.fid = FrechetInceptionDistance(feature=PassThrough(num_features), reset_real_features=True)
-        self.kid = KernelInceptionDistance(
-            feature=PassThrough(num_features), subsets=kid_subsets, subset_size=kid_subset_size
-        )
+        with warnings.catch_warnings():
+            # KID keeps every feature (2048 floats a sample, 80 MB at 10k): known, and what KID needs.
+            warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")
+            self.kid = KernelInceptionDistance(
+                feature=PassThrough(num_features), subsets=kid_subsets, subset_size=kid_subset_size
+            )
         self.prdc = PrecisionRecallDensityCoverage(k=nearest_k)
 
     def features(self, images: Tensor) -> Tensor:
@@ -107,8 +112,10 @@ class GANMetrics(nn.Module):
         real, fake = (int(n) for n in (self.fid.real_features_num_samples, self.fid.fake_features_num_samples))
         results = dict.fromkeys(("fid", "kid", "kid_std", "precision", "recall", "density", "coverage"), float("nan"))
         if min(real, fake) >= 2:
-            # KID's subsets may not exceed the smaller set; a short validation run uses what it has.
-            self.kid.subset_size = min(self.kid_subset_size, real, fake)
+            # KID's subsets may not exceed the smaller set. Below the standard 1000, half the set: a
+            # subset as large as the set is the same every draw, which would report a std of exactly 0.
+            n = min(real, fake)
+            self.kid.subset_size = self.kid_subset_size if n >= self.kid_subset_size else max(2, n // 2)
             with torch.random.fork_rng(devices=[]):  # KID draws random subsets: keep the training RNG untouched
                 torch.manual_seed(0)
                 kid_mean, kid_std = self.kid.compute()
