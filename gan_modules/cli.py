@@ -136,6 +136,7 @@ class GANCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        self.root_dir = config.trainer.default_root_dir or "runs"
         run_dir = self._run_dir(config)
         config.trainer.default_root_dir = str(run_dir)
         config.trainer.logger = self._loggers(config.trainer.logger, run_dir)
@@ -152,14 +153,23 @@ class GANCLI(LightningCLI):
             )
         self.run_dir = run_dir
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # The trainer writes into the run folder; the saved config.yaml keeps the root, so that
+        # re-running it (--config <run>/config.yaml) makes a sibling run, not one nested inside.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        config.trainer.default_root_dir = str(self.root_dir)
+
     def _run_dir(self, config: Namespace) -> Path:
         if _is_worker_process() and os.environ.get(RUN_DIR_ENV):
             return Path(os.environ[RUN_DIR_ENV])
         run_name = config.run_name
         if run_name is None:
-            configs = config.get("config") or []
-            run_name = Path(str(configs[0])).stem if configs else type_name(config.model).lower()
-        run_dir = make_run_dir(config.trainer.default_root_dir or "runs", run_name)
+            configs = [Path(str(c)) for c in config.get("config") or []]
+            run_name = configs[0].stem if configs else type_name(config.model).lower()
+            if configs and configs[0].name == "config.yaml" and (configs[0].parent / "checkpoints").is_dir():
+                run_name = configs[0].parent.parent.name  # a run's own saved config: keep its run name
+        run_dir = make_run_dir(self.root_dir, run_name)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
 

@@ -60,7 +60,7 @@ def test_config_trains_and_writes_a_run_folder(tmp_path, config):
         assert key in keys
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["class_path"].endswith(("VanillaGAN", "DCGAN"))
-    assert saved["trainer"]["default_root_dir"] == str(run)
+    assert saved["trainer"]["default_root_dir"] == str(tmp_path / "runs")  # the root: re-runs make siblings
 
 
 def test_every_config_is_run_by_a_test():
@@ -107,7 +107,11 @@ def test_resume_from_last_checkpoint_continues_counts(tmp_path):
     first = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY)
     ckpt = first.run_dir / "checkpoints" / "last.ckpt"
     ema_at_save = torch.load(ckpt, weights_only=False)["state_dict"]
-    resumed = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--ckpt_path", str(ckpt), epochs=2)
+    # Resume the way a user would: the run's own saved config plus the checkpoint.
+    resumed = cli_main(
+        ["--config", str(first.run_dir / "config.yaml"), "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2"]
+    )
+    assert resumed.run_dir.parent == first.run_dir.parent  # a sibling run of the same name
     assert resumed.run_dir != first.run_dir
     assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 8
     assert (resumed.model.d_updates, resumed.model.g_updates) == (4, 4)
