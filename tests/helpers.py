@@ -10,6 +10,22 @@ from datamodules import SyntheticDataModule
 from datamodules.base import UInt8ImageDataset
 
 
+def make_trainer(tmp_path, **kwargs):
+    """A quiet CPU Trainer for unit-level runs: no logger or checkpoints, every step's values logged."""
+    defaults = dict(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        log_every_n_steps=1,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)
+
+
 class _TurnsNaN(UInt8ImageDataset):
     """Float images in [-1, 1] for the first ``good_batches`` fetches, NaN afterwards."""
 

@@ -3,6 +3,7 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import make_trainer
 from PIL import Image
 from torch import nn
 
@@ -18,21 +19,6 @@ from gan_modules import (
 from gan_modules.callbacks import SampleGrid
 from gan_modules.facegan import facegan_start_size
 from gan_modules.pix2pix import unet_num_downs
-
-
-def make_trainer(tmp_path, **kwargs):
-    defaults = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        log_every_n_steps=1,
-    )
-    defaults.update(kwargs)
-    return pl.Trainer(**defaults)
 
 
 def data(**kwargs):

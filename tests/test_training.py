@@ -3,26 +3,12 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import make_trainer
 
 from datamodules import SyntheticDataModule
 from gan_modules import DCGAN, NonFiniteLossError, VanillaGAN
 from gan_modules.base import load_gan
 from gan_modules.objectives import WassersteinGP
-
-
-def make_trainer(tmp_path, **kwargs):
-    defaults = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        log_every_n_steps=1,
-    )
-    defaults.update(kwargs)
-    return pl.Trainer(**defaults)
 
 
 def data(**kwargs):
