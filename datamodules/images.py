@@ -249,27 +249,8 @@ class AnimeFacesDataModule(ImageFolderDataModule):
 
     dataset_name = "anime"
 
-    def __init__(
-        self,
-        data_dir: str = "./data",
-        image_size: int = 64,
-        crop_size: int | None = None,  # the faces are near-square crops already: keep the largest square
-        val_fraction: float = 0.0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        cache: bool = True,
-        cache_dir: str | None = None,
-    ) -> None:
-        super().__init__(
-            data_dir=data_dir,
-            image_size=image_size,
-            crop_size=crop_size,
-            val_fraction=val_fraction,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache=cache,
-            cache_dir=cache_dir,
-        )
+    # The constructor is ImageFolderDataModule's: the faces are near-square crops already, so its
+    # default crop (the largest centred square) is the right one.
 
     def find_images(self) -> FoundImages:
         data_dir = self.root

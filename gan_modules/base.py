@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -170,6 +171,15 @@ class GANModule(pl.LightningModule):
     def sample_grid(self) -> Tensor:
         """Images [num_samples, C, H, W] in [-1, 1] from the fixed latents, for the per-epoch grid."""
         return self.generate(self.fixed_z)
+
+    def sample_batches(self, num_samples: int, batch_size: int = 256, seed: int = 0) -> Iterator[Tensor]:
+        """Images in [-1, 1] from ``num_samples`` latents drawn with ``seed``, ``batch_size`` at a time.
+
+        The same seed gives the same images; batches keep memory flat for large sample counts.
+        """
+        z = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        for chunk in z.split(batch_size):
+            yield self.generate(chunk)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:

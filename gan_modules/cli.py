@@ -134,8 +134,12 @@ class GANCLI(LightningCLI):
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
         parser.link_arguments("data.num_channels", "model.init_args.num_channels", apply_on="instantiate")
 
+    @property
+    def subcommand_config(self) -> Namespace:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        config = self.subcommand_config
         self.root_dir = config.trainer.default_root_dir or "runs"
         run_dir = self._run_dir(config)
         config.trainer.default_root_dir = str(run_dir)
@@ -157,8 +161,7 @@ class GANCLI(LightningCLI):
         super().instantiate_classes()
         # The trainer writes into the run folder; the saved config.yaml keeps the root, so that
         # re-running it (--config <run>/config.yaml) makes a sibling run, not one nested inside.
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        config.trainer.default_root_dir = str(self.root_dir)
+        self.subcommand_config.trainer.default_root_dir = str(self.root_dir)
 
     def _run_dir(self, config: Namespace) -> Path:
         if _is_worker_process() and os.environ.get(RUN_DIR_ENV):

@@ -53,8 +53,9 @@ def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModul
 @torch.inference_mode()
 def generated_features(model, network, num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
     """Features of ``num_samples`` images from the model's sampling generator, on fixed-seed latents."""
-    z_all = torch.randn(num_samples, model.latent_dim, generator=torch.Generator().manual_seed(seed))
-    return torch.cat([extract_features(network, model.generate(z)) for z in z_all.split(batch_size)])
+    return torch.cat(
+        [extract_features(network, images) for images in model.sample_batches(num_samples, batch_size, seed)]
+    )
 
 
 def evaluate(

@@ -25,9 +25,7 @@ def generate_images(model: GANModule, num_images: int, batch_size: int, seed: in
             f"{type(model).__name__} translates images rather than sampling latents; "
             "load it with gan_modules.base.load_gan and call model.translate(inputs)"
         )
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(num_images, model.latent_dim, generator=generator)
-    return torch.cat([model.generate(chunk).cpu() for chunk in z.split(batch_size)])
+    return torch.cat([images.cpu() for images in model.sample_batches(num_images, batch_size, seed)])
 
 
 def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
