@@ -31,6 +31,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import header  # noqa: E402
+from benchmarks.machine import machine as standard_machine  # noqa: E402
 from datamodules.cache import available_cpus  # noqa: E402
 from datamodules.images import CelebADataModule  # noqa: E402
 
@@ -90,9 +92,12 @@ def machine() -> dict:
 
 def write_markdown(report: dict, path: Path) -> None:
     m, c = report["machine"], report["config"]
-    lines = [
-        "# Loader throughput: CelebA-like JPEGs, preprocessing cache vs on-the-fly decoding",
-        "",
+    lines = header(
+        "Loader throughput: CelebA-like JPEGs, preprocessing cache vs on-the-fly decoding",
+        standard_machine(),
+        "python benchmarks/bench_loader.py",
+    )
+    lines += [
         f"{c['n_images']} synthetic 178x218 JPEGs (quality 95, mean {c['mean_jpeg_kb']} KB), train split "
         f"{c['train_images']} images, batch {c['batch_size']}, {c['epochs']} epochs per loader "
         f"(steady = mean of epochs 2+). Machine: {m['platform']}, {m['usable_cpus']} usable CPUs, "
@@ -133,17 +138,24 @@ def write_markdown(report: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-images", type=int, default=2000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the loader's own cost, not intra-op parallelism; restored below
+    try:
+        _run(args)
+    finally:
+        torch.set_num_threads(threads)
 
+
+def _run(args: argparse.Namespace) -> None:
     machine_info = machine()
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
         root = Path(tmp)

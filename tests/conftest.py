@@ -54,4 +54,4 @@ class TinyFeatures(nn.Module):
 def hermetic_metrics(request, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GAN_MODULES_CACHE", str(tmp_path_factory.getbasetemp() / "gan_modules_cache"))
     if request.node.get_closest_marker("slow") is None:
-        monkeypatch.setattr(metrics, "feature_network", TinyFeatures)
+        monkeypatch.setattr(metrics, "feature_network", lambda **_: TinyFeatures())

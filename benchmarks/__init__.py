@@ -1,0 +1,1 @@
+"""Benchmarks that measure this project and rewrite ``benchmarks/results/*.md``: ``python -m benchmarks``."""
