@@ -198,12 +198,17 @@ class GANModule(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
-        """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1], from the sampling generator in eval mode."""
+        """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1], from the sampling generator in eval mode.
+
+        Always fp32, whatever the training precision (autocast is switched off): sample grids, ``val/*`` and
+        ``evaluate.py`` see the same images for the same weights.
+        """
         net = self.sampling_generator
         was_training = net.training
         net.eval()
         try:
-            return net(z.to(self.device)).clamp(-1, 1)
+            with torch.autocast(self.device.type, enabled=False):
+                return net(z.to(self.device)).float().clamp(-1, 1)
         finally:
             net.train(was_training)
 
@@ -392,6 +397,9 @@ class GANModule(pl.LightningModule):
         self._validation_fakes(len(self._val_reference))  # top up when limit_val_batches cut the loop short
         results = self._val_metrics.compute()  # syncs the metric states across ranks; runs on every rank
         self._val_metrics.reset()
+        # The generated images behind these values, summed over ranks: one FID over every rank's share.
+        seen = torch.tensor(float(self._val_seen), device=self.device)
+        results["num_samples"] = float(self.trainer.strategy.reduce(seen, reduce_op="sum"))
         self.log_dict({f"val/{name}": value for name, value in results.items()}, sync_dist=True)
 
     # ------------------------------------------------------------------ checkpoint state

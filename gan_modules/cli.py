@@ -35,6 +35,27 @@ def _is_worker_process() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
+def external_launch() -> tuple[str, int] | None:
+    """(job id, global rank) when an outside launcher started several processes of this command.
+
+    SLURM (``srun``, one task per GPU) and ``torchrun`` start every rank themselves, so the ranks cannot
+    hand each other a run folder the way Lightning's own launcher does (``GAN_MODULES_RUN_DIR``); they all
+    derive it from the launcher's job id instead. Returns None for single-process and Lightning-launched runs.
+    """
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
+        step = os.environ.get("SLURM_STEP_ID", "0")
+        return f"slurm-{os.environ['SLURM_JOB_ID']}-{step}", int(os.environ.get("SLURM_PROCID", "0"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
+        run_id = os.environ["TORCHELASTIC_RUN_ID"]
+        if run_id in ("", "none"):
+            raise ValueError(
+                "torchrun was started without a run id, so the ranks cannot agree on one run folder: "
+                "add --rdzv_id <unique name> (or use torchrun --standalone for one machine)"
+            )
+        return f"torchrun-{run_id[:12]}", int(os.environ.get("RANK", "0"))
+    return None
+
+
 def make_run_dir(root: str | Path, run_name: str) -> Path:
     """Creates and returns a new, unique run folder under ``root/run_name``; never reuses one."""
     parent = Path(root).expanduser() / run_name
@@ -177,6 +198,19 @@ class GANCLI(LightningCLI):
             run_name = configs[0].stem if configs else type_name(config.model).lower()
             if configs and configs[0].name == "config.yaml" and (configs[0].parent / "checkpoints").is_dir():
                 run_name = configs[0].parent.parent.name  # a run's own saved config: keep its run name
+        launch = external_launch()
+        if launch is not None:
+            job, rank = launch
+            run_dir = Path(self.root_dir).expanduser() / run_name / job
+            if rank == 0:  # the others only read the name: rank 0 alone writes the run folder
+                try:
+                    run_dir.mkdir(parents=True)
+                except FileExistsError:
+                    raise ValueError(
+                        f"run folder {run_dir} already exists: this launcher job id was used before. "
+                        "Start a new job (or pass another torchrun --rdzv_id), or set --run_name"
+                    ) from None
+            return run_dir
         run_dir = make_run_dir(self.root_dir, run_name)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir

@@ -55,3 +55,48 @@ def test_ddp_two_processes_stay_in_sync_and_only_rank0_writes(tmp_path):
     # Validation ran on both ranks and its metric states were synced into one val/fid.
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/fid")]
     assert len(rows) == 1 and math.isfinite(float(rows[0]["val/fid"]))
+    # The synthetic reference split has 32 // 4 = 8 images: 4 fakes per rank, one FID over both shares.
+    assert float(rows[0]["val/num_samples"]) == 8
+
+
+def test_torchrun_ranks_share_one_run_folder(tmp_path):
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args += [str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "dcgan_mnist.yaml")]
+    args += ["--data", "datamodules.SyntheticDataModule", "--data.num_images", "16", "--data.batch_size", "4"]
+    args += ["--model.g_channels", "4", "--model.d_channels", "4", "--trainer.max_epochs", "1"]
+    args += ["--model.val_num_samples", "0", "--trainer.strategy", "ddp", "--trainer.devices", "2"]
+    args += ["--trainer.accelerator", "cpu", "--trainer.logger", "gan_modules.loggers.CSVLogger"]
+    args += ["--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false"]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = [p for p in runs.glob("*/*") if p.is_dir()]  # not one folder per rank
+    assert run.name.startswith("torchrun-") and (run / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["gan_update_counts"] == {"d_updates": 2, "g_updates": 2}  # 16 / 2 ranks / batch 4
+
+
+def test_external_launchers_name_the_run_folder_from_their_job_id(monkeypatch):
+    import pytest
+
+    from gan_modules.cli import external_launch
+
+    for name in ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_PROCID", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert external_launch() is None  # a plain single-process run
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert external_launch() is None  # an interactive one-task allocation: the usual timestamped folder
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert external_launch() == ("slurm-4242-0", 3)
+    for name in ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_PROCID"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun's default without --rdzv_id
+    with pytest.raises(ValueError, match="--rdzv_id"):
+        external_launch()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "exp7")
+    assert external_launch() == ("torchrun-exp7", 1)

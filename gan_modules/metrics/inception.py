@@ -257,11 +257,13 @@ class InceptionV3Features(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         out = []
-        for chunk in images.split(self.batch_size):
-            n = len(chunk)
-            if n < self.batch_size:  # pad to the one compiled shape; padded rows are dropped
-                chunk = torch.cat([chunk, chunk.new_zeros(self.batch_size - n, *chunk.shape[1:])])
-            out.append(self._runner(prepare_for_inception(chunk))[:n])
+        # A caller's autocast (Lightning's bf16-mixed validation) must not reach the resize or an fp32 network.
+        with torch.autocast(images.device.type, enabled=False):
+            for chunk in images.split(self.batch_size):
+                n = len(chunk)
+                if n < self.batch_size:  # pad to the one compiled shape; padded rows are dropped
+                    chunk = torch.cat([chunk, chunk.new_zeros(self.batch_size - n, *chunk.shape[1:])])
+                out.append(self._runner(prepare_for_inception(chunk))[:n])
         return torch.cat(out) if out else torch.empty(0, self.num_features, device=images.device)
 
 
