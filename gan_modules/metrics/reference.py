@@ -23,7 +23,7 @@ from gan_modules.metrics.inception import atomic_save, cache_dir
 log = logging.getLogger(__name__)
 
 # Bump when the image -> feature path changes (uint8 conversion, resize, scaling): old caches then miss.
-PREPROCESSING_VERSION = "uint8-tf1bilinear299-v1"
+PREPROCESSING_VERSION = "uint8-tf1bilinear299-v2"  # v2: the resize as two matrix products
 
 
 def reference_images(dataset, num_samples: int) -> Tensor:

@@ -1,0 +1,46 @@
+"""The benchmark command's plumbing: results files name the machine and hold what was measured."""
+
+import pytest
+
+from benchmarks import machine, quality
+
+
+def fake_metrics(fid):
+    return dict(fid=fid, kid=0.001, kid_std=0.0002, precision=0.7, recall=0.6, density=0.9, coverage=0.8)
+
+
+def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
+    m = machine.machine()
+    runs = [
+        {"config": "dcgan_mnist.yaml", "seed": s, "epochs": 24, "train_precision": "bf16-mixed", **fake_metrics(f)}
+        | {"train_s": 1500.0, "eval_s": 480.0}
+        for s, f in ((42, 2.5), (43, 3.5))
+    ]
+    results = {"machine": m, "num_samples": 10_000, "quick": False, "runs": runs}
+    results["floor"] = {**fake_metrics(1.64), "eval_s": 500.0}
+    quality.write(results, tmp_path, "python -m benchmarks")
+    text = (tmp_path / "quality.md").read_text()
+    assert m["cpu"] in text and m["torch"] in text and m["date"] in text
+    assert "| MNIST train vs test (floor) | - | - | - | 1.64 |" in text
+    assert "| dcgan_mnist.yaml | 42 | 24 | bf16-mixed | 2.50 |" in text
+    # Mean ± half the range over the two seeds, and the goal is missed because one seed is above 3.0.
+    assert "| dcgan_mnist.yaml | 3.00 ± 0.50 (2 seeds) | <= 3.0 | no |" in text
+    assert (tmp_path / "quality.json").is_file()
+
+
+@pytest.mark.parametrize(("extra", "epochs"), [([], 24), (["--trainer.max_epochs", "1"], 1)])
+def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs):
+    import torch
+
+    parent = tmp_path / "dcgan_mnist-s42"
+    run = parent / "20260101-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": epochs - 1}, run / "checkpoints" / "last.ckpt")
+    launched = []
+    monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: launched.append(a))
+    assert quality.train("dcgan_mnist.yaml", 42, extra, tmp_path) == run
+    assert not launched
+    torch.save({"epoch": epochs - 2}, run / "checkpoints" / "last.ckpt")  # an interrupted run: trained again
+    with pytest.raises(RuntimeError, match="holds no run"):
+        quality.train("dcgan_mnist.yaml", 42, extra, tmp_path)
+    assert len(launched) == 1
