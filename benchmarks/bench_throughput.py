@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -151,7 +152,8 @@ def run(configs: list[str], batches: int, warmup: int, repeats: int, data_dir: s
                     framework.append(speed)
                     pl.seed_everything(0)
                     plain.append(plain_loop(cli.model, cli.datamodule, setting, batches, warmup))
-                if cli.model.memory_format is None:  # no convolutions: channels_last changes nothing
+                convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in cli.model.modules())
+                if not convolutional:  # channels_last changes nothing for an MLP
                     settings = [s for s in settings if "channels_last" not in s]
                 entry = {
                     "config": config,
