@@ -70,6 +70,9 @@ class GANModule(pl.LightningModule):
     sample_grid_nrow: int | None = None
     # True for image-to-image variants, whose generator consumes images rather than latents.
     conditional: bool = False
+    # Whether bf16 autocast pays on a CPU with fast bf16: convolutions gain (measured), while small-batch
+    # MLPs re-cast every weight matrix each step for little arithmetic. Read by the CLI's precision choice.
+    cpu_bf16_pays: bool = True
 
     def __init__(
         self,

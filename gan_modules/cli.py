@@ -7,6 +7,7 @@ Every run gets its own folder ``<trainer.default_root_dir>/<run_name>/<YYYYmmdd-
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -174,7 +175,7 @@ class GANCLI(LightningCLI):
         if config.trainer.enable_progress_bar is not False:
             config.trainer.callbacks = self._with_progress_bar(config.trainer.callbacks)
         if config.trainer.precision is None:
-            config.trainer.precision = self._default_precision(config.trainer.accelerator)
+            config.trainer.precision = self._default_precision(config.trainer.accelerator, config.model)
         if config.trainer.strategy == "ddp":
             # Each GAN step leaves one network out of each backward pass; DDP must be told to look.
             config.trainer.strategy = Namespace(
@@ -216,15 +217,20 @@ class GANCLI(LightningCLI):
         return run_dir
 
     @staticmethod
-    def _default_precision(accelerator) -> str:
+    def _default_precision(accelerator, model_config) -> str:
         """On a CPU, bf16-mixed where bf16 autocast is measured faster, else 32-true; stated in one line.
 
-        Elsewhere Lightning's default (32-true) stands; the ``configs/trainer/`` overlays force a choice.
+        bf16 needs both a CPU that is fast at it (``cpu_bf16_is_fast``) and a model that gains from it
+        (``GANModule.cpu_bf16_pays``: convolutional ones). Elsewhere Lightning's default (32-true) stands;
+        the ``configs/trainer/`` overlays force a choice.
         """
         on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
         if not on_cpu:
             return "32-true"
         fast, reason = cpu_bf16_is_fast()
+        model_class = _import_class(str(getattr(model_config, "class_path", "")))
+        if fast and model_class is not None and not getattr(model_class, "cpu_bf16_pays", True):
+            fast, reason = False, f"{reason}, but {model_class.__name__} does not gain from bf16 on a CPU"
         precision = "bf16-mixed" if fast else "32-true"
         other = "cpu_fp32" if fast else "cpu_bf16"
         rank_zero_info(
@@ -263,6 +269,14 @@ class GANCLI(LightningCLI):
                 init_args.name, init_args.version = "", ""
             spec.init_args = init_args
         return loggers
+
+
+def _import_class(class_path: str) -> type | None:
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        return None  # jsonargparse reports a bad class_path itself, with a better message
 
 
 def type_name(model_config: Namespace) -> str:

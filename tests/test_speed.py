@@ -104,6 +104,16 @@ def test_cli_states_and_uses_the_cpu_precision(tmp_path, monkeypatch, caplog, fa
     assert any(f"precision: {expected} on this CPU (test CPU" in r.getMessage() for r in caplog.records)
 
 
+def test_mlp_stays_fp32_on_a_fast_bf16_cpu(tmp_path, monkeypatch, caplog):
+    import gan_modules.cli as cli
+
+    monkeypatch.setattr(cli, "cpu_bf16_is_fast", lambda: (True, "test CPU"))
+    with caplog.at_level(logging.INFO):
+        run = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--trainer.accelerator", "cpu")
+    assert run.trainer.precision == "32-true"
+    assert any("VanillaGAN does not gain from bf16" in r.getMessage() for r in caplog.records)
+
+
 def test_an_explicit_precision_is_kept(tmp_path, monkeypatch):
     import gan_modules.cli as cli
 
