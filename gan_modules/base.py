@@ -242,11 +242,20 @@ class GANModule(pl.LightningModule):
     def _optimizer_step(self, optimizer, loss: Tensor, clip: float | None) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        # Clipping waits for on_before_optimizer_step, which Lightning calls inside step() after it has
+        # unscaled 16-mixed gradients: clipped here, the GradScaler's scaled gradients would be clipped.
+        self._pending_clip = clip
+        try:
+            optimizer.step()
+        finally:
+            self._pending_clip = None
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        clip = getattr(self, "_pending_clip", None)
         if clip is not None:
             self.clip_gradients(
                 optimizer, gradient_clip_val=clip, gradient_clip_algorithm=self.hparams.grad_clip_algorithm
             )
-        optimizer.step()
 
     def discriminator_step(self, real: Tensor, fake: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
         """One D update on a real batch and a (detached) fake batch; returns the values to log."""

@@ -186,3 +186,32 @@ def test_real_inception_compiled_channels_last_equals_eager_nchw_and_bf16_is_clo
     relative = (approx - exact).norm() / exact.norm()
     assert 0 < relative < 0.05
     assert bf16.checksum == reference.checksum + "-bf16"  # bf16 features never share the fp32 reference cache
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_gradient_clipping_sees_unscaled_gradients_under_a_grad_scaler(tmp_path, tiny_dcgan_kwargs, scaled):
+    # 16-mixed on a GPU steps through a GradScaler; this runs the same plugin on the CPU with a CPU scaler.
+    # Clip by value 1e-3 with SGD(lr=1): the largest D weight change must be the clip itself, not clip / scale.
+    from functools import partial
+
+    from pytorch_lightning.plugins import MixedPrecision
+
+    model = DCGAN(
+        **tiny_dcgan_kwargs,
+        optimizer_d=partial(torch.optim.SGD, lr=1.0),
+        grad_clip_d=1e-3,
+        grad_clip_algorithm="value",
+        val_num_samples=0,
+        channels_last=False,
+    )
+    model.generator.requires_grad_(False)  # G only feeds D here
+    model.generator_step = lambda real, fake, gen_input: {}
+    before = [p.detach().clone() for p in model.discriminator.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10) if scaled else None
+    plugins = [MixedPrecision("16-mixed", "cpu", scaler=scaler)] if scaled else []
+    trainer = make_trainer(tmp_path, plugins=plugins, limit_train_batches=1)
+    trainer.fit(model, datamodule=SyntheticDataModule(image_size=16, num_channels=3, num_images=8, batch_size=8))
+    if scaled:
+        assert trainer.strategy.precision_plugin.scaler is scaler and scaler.get_scale() == 2.0**10  # stepped
+    change = max(float((a - b.detach()).abs().max()) for a, b in zip(before, model.discriminator.parameters()))
+    assert change == pytest.approx(1e-3, rel=1e-3)
