@@ -383,7 +383,8 @@ class GANModule(pl.LightningModule):
         from gan_modules.metrics import GANMetrics, feature_network
 
         if self._val_metrics is None:
-            network = feature_network(precision=self.hparams.val_precision)
+            # Each validation embeds N fakes (and N reals the first time): compile only when that pays.
+            network = feature_network(precision=self.hparams.val_precision, num_images=self.hparams.val_num_samples)
             object.__setattr__(self, "_val_metrics", GANMetrics(network=network))
         self._val_metrics.to(self.device).reset()
         real = self._reference()

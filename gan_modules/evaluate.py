@@ -78,7 +78,7 @@ def evaluate(
     datamodule.prepare_data()
     datamodule.setup("validate")
     split, dataset = datamodule.reference_split()
-    network = gan_metrics.feature_network(precision=feature_precision).to(dev)
+    network = gan_metrics.feature_network(precision=feature_precision, num_images=num_samples).to(dev)
     checksum = network.checksum
 
     real, key, cached = reference_features(

@@ -215,3 +215,12 @@ def test_gradient_clipping_sees_unscaled_gradients_under_a_grad_scaler(tmp_path,
         assert trainer.strategy.precision_plugin.scaler is scaler and scaler.get_scale() == 2.0**10  # stepped
     change = max(float((a - b.detach()).abs().max()) for a, b in zip(before, model.discriminator.parameters()))
     assert change == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_small_feature_jobs_are_not_compiled(monkeypatch):
+    from gan_modules.metrics import inception
+
+    monkeypatch.setattr(inception, "InceptionV3Features", lambda **kwargs: kwargs)
+    assert inception.feature_network(num_images=500)["compile"] is False  # val/fid at N=500: eager
+    assert inception.feature_network(num_images=10_000)["compile"] is None  # evaluate.py: compiled where it works
+    assert inception.feature_network(num_images=500, compile=True)["compile"] is True

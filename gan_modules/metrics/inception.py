@@ -267,6 +267,18 @@ class InceptionV3Features(nn.Module):
         return torch.cat(out) if out else torch.empty(0, self.num_features, device=images.device)
 
 
-def feature_network(precision: Literal["32", "bf16"] = "32", compile: bool | None = None) -> nn.Module:
-    """The network behind every FID in this project (tests swap in a tiny stand-in here)."""
+# Compiling the network takes a minute or two on a small CPU (benchmarks/results/fid_speed.md, "first call"),
+# which pays back only over a few thousand images: fewer run eager (still channels_last).
+COMPILE_MIN_IMAGES = 2000
+
+
+def feature_network(
+    precision: Literal["32", "bf16"] = "32", compile: bool | None = None, num_images: int | None = None
+) -> nn.Module:
+    """The network behind every FID in this project (tests swap in a tiny stand-in here).
+
+    ``num_images``: how many images it is about to embed; below ``COMPILE_MIN_IMAGES`` it is not compiled.
+    """
+    if compile is None and num_images is not None and num_images < COMPILE_MIN_IMAGES:
+        compile = False
     return InceptionV3Features(precision=precision, compile=compile)
