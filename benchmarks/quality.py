@@ -133,6 +133,7 @@ def run(quick: bool, data_dir: str, command: str) -> dict:
             row = {"config": config, "seed": seed, **evaluate_run(folder, n, data_dir)}
             print(f"{config} seed {seed}: FID {row['fid']:.3f}", flush=True)
             results["runs"].append(row)
+            write(results, RESULTS / "quick" if quick else RESULTS, command)  # partial tables survive a stop
     results["floor"] = floor(n, data_dir)  # last: its test features are cached by then, only train's are new
     print(f"floor: FID {results['floor']['fid']:.3f}", flush=True)
     write(results, RESULTS / "quick" if quick else RESULTS, command)
@@ -161,7 +162,9 @@ def write(results: dict, out: Path, command: str) -> None:
         "| train | eval |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    f = results["floor"]
+    f = results.get("floor") or dict.fromkeys(
+        ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "eval_s"), float("nan")
+    )
     lines.append(
         f"| MNIST train vs test (floor) | - | - | - | {f['fid']:.2f} | "
         f"{1000 * f['kid']:.3f} ± {1000 * f['kid_std']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} | "
