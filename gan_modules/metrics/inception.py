@@ -261,7 +261,7 @@ class InceptionV3Features(nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             for chunk in images.split(self.batch_size):
                 n = len(chunk)
-                if n < self.batch_size:  # pad to the one compiled shape; padded rows are dropped
+                if n < self.batch_size and self.is_compiled:  # pad to the one compiled shape; rows dropped below
                     chunk = torch.cat([chunk, chunk.new_zeros(self.batch_size - n, *chunk.shape[1:])])
                 out.append(self._runner(prepare_for_inception(chunk))[:n])
         return torch.cat(out) if out else torch.empty(0, self.num_features, device=images.device)
