@@ -192,7 +192,8 @@ def write(results: dict, command: str) -> None:
         "alternating runs. *speed-up* is the setting's plain-loop images/s over the fp32 plain loop (the "
         "arithmetic's gain); *train.py / plain* is the framework's share of the plain loop at the same setting. "
         f"train.py's CPU default here: **{default}** for convolutional models ({m['cpu_bf16_reason']}), "
-        "with channels_last; fp32 for the MLP. *epoch* is 60,000 MNIST images at train.py's rate.",
+        "with channels_last; fp32 for the MLP (`cpu_bf16_pays = False`). "
+        "*epoch* is 60,000 MNIST images at train.py's rate.",
         "",
         "| config | setting | batch | train.py img/s | plain loop img/s | train.py / plain | speed-up vs fp32 "
         "| epoch (s) |",

@@ -3,9 +3,9 @@
 What is fastest depends on the machine, so each choice here is stated where it is made:
 
 - ``cpu_bf16_is_fast``: whether bf16 autocast beats fp32 on this CPU, from its flags. Measured
-  (DCGAN-28 train step, 2 cores, torch 2.14.1): Intel Xeon with AMX 1.9x faster in bf16; AMD EPYC
-  (Zen 4) with AVX512-BF16 about 1.6x faster; an Intel Xeon with AVX512-BF16 but no AMX 13% *slower*.
-  Without any bf16 instructions autocast emulates bf16 and only loses.
+  (DCGAN-28 train step, 2 cores, torch 2.14.1): Intel Xeon with AMX 1.9x faster in bf16 (+ channels_last);
+  AMD EPYC (Zen 4) with AVX512-BF16 1.35x (benchmarks/results/throughput.md); an Intel Xeon with
+  AVX512-BF16 but no AMX 13% *slower*. Without bf16 instructions autocast emulates bf16 and only loses.
 - ``CompiledWithFallback``: ``torch.compile`` for a fixed-shape inference function, falling back to
   eager with one clear line when the compiler is missing or fails.
 """

@@ -70,8 +70,7 @@ class GANModule(pl.LightningModule):
     sample_grid_nrow: int | None = None
     # True for image-to-image variants, whose generator consumes images rather than latents.
     conditional: bool = False
-    # Whether bf16 autocast pays on a CPU with fast bf16: convolutions gain (measured), while small-batch
-    # MLPs re-cast every weight matrix each step for little arithmetic. Read by the CLI's precision choice.
+    # Whether the CLI picks bf16-mixed for this model on a CPU with fast bf16 (False keeps fp32 there).
     cpu_bf16_pays: bool = True
 
     def __init__(
