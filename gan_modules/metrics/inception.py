@@ -267,7 +267,7 @@ class InceptionV3Features(nn.Module):
         return torch.cat(out) if out else torch.empty(0, self.num_features, device=images.device)
 
 
-# Compiling the network takes a minute or two on a small CPU (benchmarks/results/fid_speed.md, "first call"),
+# Compiling the network takes about 40 s on 2 CPU cores (benchmarks/results/fid_speed.md, "first call"),
 # which pays back only over a few thousand images: fewer run eager (still channels_last).
 COMPILE_MIN_IMAGES = 2000
 
