@@ -135,6 +135,7 @@ def run(
     plan["seeds"] = seeds or plan["seeds"]
     n = plan["num_samples"]
     root = ROOT / "runs" / ("quality-quick" if quick else "quality")
+    out = RESULTS / "quick" if quick else RESULTS
     results = {"machine": machine(), "num_samples": n, "quick": quick, "runs": []}
     for config in plan["configs"]:
         for seed in plan["seeds"]:
@@ -142,11 +143,11 @@ def run(
             row = {"config": config, "seed": seed, **evaluate_run(folder, n, data_dir)}
             print(f"{config} seed {seed}: FID {row['fid']:.3f}", flush=True)
             results["runs"].append(row)
-            write(results, RESULTS / "quick" if quick else RESULTS, command)  # partial tables survive a stop
+            write(results, out, command)  # partial tables survive a stop
     if with_floor:
         results["floor"] = floor(n, data_dir)  # last: its test features are cached by then, only train's are new
         print(f"floor: FID {results['floor']['fid']:.3f}", flush=True)
-    write(results, RESULTS / "quick" if quick else RESULTS, command)
+    write(results, out, command)
     return results
 
 

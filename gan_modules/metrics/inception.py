@@ -141,8 +141,12 @@ def converted_weights_path() -> Path:
     return path
 
 
+@cache
 def _tf1_bilinear_matrix(in_size: int, out_size: int, device: torch.device) -> Tensor:
-    """[out, in] weights of TF1's 1-D bilinear resize: output i reads source ``i * in / out`` (no half pixel)."""
+    """[out, in] weights of TF1's 1-D bilinear resize: output i reads source ``i * in / out`` (no half pixel).
+
+    Cached: every batch of an evaluation resizes from the same size.
+    """
     src = torch.arange(out_size, dtype=torch.float64) * (in_size / out_size)
     lo = src.floor().long().clamp(max=in_size - 1)
     hi = (lo + 1).clamp(max=in_size - 1)
