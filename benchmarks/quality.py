@@ -137,18 +137,42 @@ def run(
     root = ROOT / "runs" / ("quality-quick" if quick else "quality")
     out = RESULTS / "quick" if quick else RESULTS
     results = {"machine": machine(), "num_samples": n, "quick": quick, "runs": []}
+    stored = stored_results(out / "quality.json", n, quick)
+    planned = {(config, seed) for config in plan["configs"] for seed in plan["seeds"]}
+    # Rows measured earlier (possibly on a machine whose run folders are gone) stay in the table unless
+    # this invocation measures the same (config, seed) again; each row keeps the machine it was measured on.
+    kept = [r for r in stored.get("runs", []) if (r["config"], r["seed"]) not in planned]
+    if stored.get("floor") and not with_floor:
+        results["floor"] = stored["floor"]
     for config in plan["configs"]:
         for seed in plan["seeds"]:
             folder = train(config, seed, plan["extra"], root)
-            row = {"config": config, "seed": seed, **evaluate_run(folder, n, data_dir)}
+            row = {"config": config, "seed": seed, **evaluate_run(folder, n, data_dir), "machine": machine()}
             print(f"{config} seed {seed}: FID {row['fid']:.3f}", flush=True)
             results["runs"].append(row)
-            write(results, out, command)  # partial tables survive a stop
+            write({**results, "runs": sorted(kept + results["runs"], key=row_order)}, out, command)
+    results["runs"] = sorted(kept + results["runs"], key=row_order)
     if with_floor:
         results["floor"] = floor(n, data_dir)  # last: its test features are cached by then, only train's are new
         print(f"floor: FID {results['floor']['fid']:.3f}", flush=True)
     write(results, out, command)
     return results
+
+
+def stored_results(path: Path, num_samples: int, quick: bool) -> dict:
+    """The results a previous invocation wrote to ``path``, if they were measured at the same N and mode."""
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    if stored.get("num_samples") != num_samples or stored.get("quick") != quick:
+        return {}
+    for r in stored.get("runs", []):
+        r.setdefault("machine", stored.get("machine"))
+    return stored
+
+
+def row_order(row: dict) -> tuple:
+    return row["config"], row["seed"]
 
 
 def minutes(seconds: float) -> str:
@@ -187,6 +211,14 @@ def write(results: dict, out: Path, command: str) -> None:
             f"{1000 * r['kid']:.3f} ± {1000 * r['kid_std']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{r['density']:.3f} | {r['coverage']:.3f} | {minutes(r['train_s'])} | {minutes(r['eval_s'])} |"
         )
+    earlier = [r for r in results["runs"] if r.get("machine") and r["machine"] != results["machine"]]
+    if earlier:
+        lines += ["", "Rows kept from an earlier invocation (their run folders need not exist any more):"]
+        lines += [
+            f"- {r['config']} seed {r['seed']}: measured {r['machine']['date']} on {r['machine']['cpu_flags']}, "
+            f"1-minute load average at the start {r['machine']['load_average_at_start'][0]}."
+            for r in earlier
+        ]
     lines += ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
     for config in dict.fromkeys(r["config"] for r in results["runs"]):
         fids = [r["fid"] for r in results["runs"] if r["config"] == config]

@@ -1,5 +1,7 @@
 """The benchmark command's plumbing: results files name the machine and hold what was measured."""
 
+import json
+
 import pytest
 
 from benchmarks import machine, quality
@@ -44,3 +46,32 @@ def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs
     with pytest.raises(RuntimeError, match="holds no run"):
         quality.train("dcgan_mnist.yaml", 42, extra, tmp_path)
     assert len(launched) == 1
+
+
+def test_quality_keeps_rows_measured_earlier_and_replaces_rerun_ones(tmp_path, monkeypatch):
+    """A run of one (config, seed) keeps the other stored rows (their run folders may be gone)."""
+    earlier = {**machine.machine(), "date": "2026-01-01 00:00"}
+    stored = {
+        "machine": earlier,
+        "num_samples": 10_000,
+        "quick": False,
+        "runs": [
+            {"config": c, "seed": 42, "epochs": 24, "train_precision": "32-true", **fake_metrics(f)}
+            | {"train_s": 600.0, "eval_s": 700.0}
+            for c, f in (("dcgan_mnist.yaml", 8.0), ("vanilla_mnist.yaml", 14.0))
+        ],
+        "floor": {**fake_metrics(1.64), "eval_s": 500.0},
+    }
+    (tmp_path / "quality.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(quality, "train", lambda config, seed, extra, root: tmp_path / f"{config}-{seed}")
+    new = {"epochs": 30, "train_precision": "32-true", "train_s": 600.0, "eval_s": 700.0, "run": "x"}
+    monkeypatch.setattr(quality, "evaluate_run", lambda folder, n, d: {**fake_metrics(12.0), **new})
+    results = quality.run(False, str(tmp_path), "cmd", ["vanilla_mnist.yaml"], [42, 43], with_floor=False)
+    rows = {(r["config"], r["seed"]): r["fid"] for r in results["runs"]}
+    assert rows == {("dcgan_mnist.yaml", 42): 8.0, ("vanilla_mnist.yaml", 42): 12.0, ("vanilla_mnist.yaml", 43): 12.0}
+    assert results["floor"]["fid"] == 1.64
+    text = (tmp_path / "quality.md").read_text()
+    assert "| MNIST train vs test (floor) | - | - | - | 1.64 |" in text
+    assert "dcgan_mnist.yaml seed 42: measured 2026-01-01 00:00" in text
+    assert "| vanilla_mnist.yaml | 12.00 ± 0.00 (2 seeds) | <= 15.0 | yes |" in text
