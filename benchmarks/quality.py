@@ -72,7 +72,7 @@ def finished_run(parent: Path, max_epochs: int) -> Path | None:
     """The newest run under ``parent`` whose last.ckpt reached the config's last epoch."""
     for run in sorted(parent.glob("*/"), reverse=True):
         ckpt = run / "checkpoints" / "last.ckpt"
-        if ckpt.is_file() and torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] + 1 >= max_epochs:
+        if ckpt.is_file() and torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1 >= max_epochs:
             return run
     return None
 
@@ -109,7 +109,7 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
         results = evaluate(ckpt, num_samples=num_samples, data_dir=data_dir, device="auto")
         stored.write_text(json.dumps(results, indent=2) + "\n")
     config = yaml.safe_load((run / "config.yaml").read_text())
-    epochs = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] + 1
+    epochs = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
     return {
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
         "num_fake": results["num_fake"],

@@ -9,7 +9,6 @@ step. So ``--trainer.max_steps N`` stops after N optimizer steps in total, i.e. 
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -450,16 +449,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
-    """Rebuilds the GAN variant a checkpoint was trained as (from the class path the CLI saved in it)."""
-    path = Path(checkpoint_path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist; pass a .ckpt file such as <run>/checkpoints/last.ckpt"
-        )
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    class_path = checkpoint.get("gan_class_path") or checkpoint.get("hyper_parameters", {}).get("_class_path")
-    if class_path is None:
-        raise ValueError(f"{path} has no saved model class; it was not written by a GANModule")
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.load_from_checkpoint(path, map_location=map_location)
+    """Rebuilds the GAN variant a checkpoint was trained as; see :func:`gan_modules.checkpoints.load_gan`."""
+    from gan_modules.checkpoints import load_gan as safe_load_gan
+
+    return safe_load_gan(checkpoint_path, map_location=map_location)

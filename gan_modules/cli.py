@@ -7,7 +7,6 @@ Every run gets its own folder ``<trainer.default_root_dir>/<run_name>/<YYYYmmdd-
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -24,6 +23,14 @@ from datamodules.base import ImageDataModule
 from gan_modules.accel import cpu_bf16_is_fast, cpu_summary
 from gan_modules.base import GANModule
 from gan_modules.callbacks import SampleGrid
+from gan_modules.checkpoints import (
+    UnsafeCheckpointError,
+    checkpoint_class_path,
+    gan_class,
+    import_class,
+    read_checkpoint,
+    shape_mismatches,
+)
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 RUN_DIR_ENV = "GAN_MODULES_RUN_DIR"  # handed from rank 0 to the DDP worker processes it launches
@@ -59,17 +66,25 @@ def external_launch() -> tuple[str, int] | None:
 
 def make_run_dir(root: str | Path, run_name: str) -> Path:
     """Creates and returns a new, unique run folder under ``root/run_name``; never reuses one."""
-    parent = Path(root).expanduser() / run_name
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for attempt in range(1000):
-        candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+    for _ in range(1000):
+        candidate = next_run_dir(root, run_name)
         try:
-            candidate.mkdir()  # atomic: fails if another run took the name first
+            candidate.mkdir(parents=True)  # atomic: fails if another run took the name first
             return candidate
         except FileExistsError:
             continue
-    raise RuntimeError(f"could not create a new run folder under {parent}")
+    raise RuntimeError(f"could not create a new run folder under {Path(root).expanduser() / run_name}")
+
+
+def next_run_dir(root: str | Path, run_name: str) -> Path:
+    """The path a new run folder under ``root/run_name`` would get now (not created)."""
+    parent = Path(root).expanduser() / run_name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        if not candidate.exists():
+            return candidate
+    raise RuntimeError(f"could not find a free run folder name under {parent}")
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -182,15 +197,22 @@ class GANCLI(LightningCLI):
                 class_path="pytorch_lightning.strategies.DDPStrategy",
                 init_args=Namespace(find_unused_parameters=True),
             )
+        if "weights_only" in config and config.weights_only is None:
+            config.weights_only = True  # --ckpt_path is unpickled as tensors and plain values only
         self.run_dir = run_dir
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        self._check_resume()
+        self._create_run_dir()
         # The trainer writes into the run folder; the saved config.yaml keeps the root, so that
         # re-running it (--config <run>/config.yaml) makes a sibling run, not one nested inside.
         self.subcommand_config.trainer.default_root_dir = str(self.root_dir)
 
     def _run_dir(self, config: Namespace) -> Path:
+        """The run folder's path. Rank 0 creates it only after the classes are built and checked
+        (``_create_run_dir``), so a config or checkpoint error leaves nothing behind."""
+        self._pending_run_dir = None
         if _is_worker_process() and os.environ.get(RUN_DIR_ENV):
             return Path(os.environ[RUN_DIR_ENV])
         run_name = config.run_name
@@ -204,17 +226,81 @@ class GANCLI(LightningCLI):
             job, rank = launch
             run_dir = Path(self.root_dir).expanduser() / run_name / job
             if rank == 0:  # the others only read the name: rank 0 alone writes the run folder
-                try:
-                    run_dir.mkdir(parents=True)
-                except FileExistsError:
+                if run_dir.exists():
                     raise ValueError(
                         f"run folder {run_dir} already exists: this launcher job id was used before. "
                         "Start a new job (or pass another torchrun --rdzv_id), or set --run_name"
-                    ) from None
+                    )
+                self._pending_run_dir = run_dir
             return run_dir
-        run_dir = make_run_dir(self.root_dir, run_name)
+        run_dir = next_run_dir(self.root_dir, run_name)
+        self._pending_run_dir = run_dir
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
+
+    def _create_run_dir(self) -> None:
+        if self._pending_run_dir is None:
+            return
+        try:
+            self._pending_run_dir.mkdir(parents=True)  # exclusive: never shares a folder with another run
+        except FileExistsError:
+            raise ValueError(
+                f"run folder {self._pending_run_dir} was created by another run started in the same second; "
+                "run the command again (or set --run_name)"
+            ) from None
+
+    # ------------------------------------------------------------------ --ckpt_path: checked, not obeyed
+
+    def _parse_ckpt_path(self) -> None:
+        """Reads ``--ckpt_path`` safely and checks it against the config, which stays in charge.
+
+        Lightning's own version replaces the config's model with the class and hyper-parameters saved in
+        the checkpoint, so ``--config configs/dcgan_mnist.yaml --ckpt_path <a vanilla run>`` silently
+        trained the vanilla model in a run folder named ``dcgan_mnist``. Here a checkpoint of another
+        model class stops the run with one message naming both; network shapes are compared once the
+        model is built (``_check_resume``), and hyper-parameters that differ (a new ``--model.lr``) are
+        used as configured and stated.
+        """
+        self._resume = None
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or not Path(str(ckpt_path)).expanduser().is_file():
+            return  # "last", "best", a missing file: Lightning reports those itself
+        path = Path(str(ckpt_path)).expanduser()
+        checkpoint = read_checkpoint(path)
+        saved, configured = checkpoint_class_path(checkpoint), str(config.model.class_path)
+        if saved is not None and not _same_class(saved, configured):
+            raise ValueError(
+                f"--ckpt_path {path} holds a {saved}, but the config trains a {configured}; resume a run with "
+                "its own config (--config <run>/config.yaml) or start this config without --ckpt_path"
+            )
+        self._resume = (path, checkpoint)
+
+    def _check_resume(self) -> None:
+        if getattr(self, "_resume", None) is None:
+            return
+        path, checkpoint = self._resume
+        model = type(self.model).__name__
+        saved = checkpoint.get("hyper_parameters", {})
+        differing = {
+            k: (v, saved[k])
+            for k, v in self.model.hparams.items()
+            if k in saved and not k.startswith("_") and _plain(v) != _plain(saved[k])
+        }
+        diff = ", ".join(f"{k} {v!r} (checkpoint: {old!r})" for k, (v, old) in sorted(differing.items()))
+        problems = shape_mismatches(self.model.state_dict(), checkpoint["state_dict"])
+        if problems:
+            raise ValueError(
+                f"--ckpt_path {path} does not fit the configured {model}: its networks have other shapes "
+                f"({'; '.join(problems)})" + (f"; the config differs in {diff}" if diff else "")
+                + ". Resume with the run's own config (--config <run>/config.yaml) or drop --ckpt_path"
+            )
+        if diff:
+            rank_zero_info(f"resuming {model} from {path} with the configured {diff}")
+        self._resume = None  # the trainer reads the file itself; do not keep a second copy in memory
 
     @staticmethod
     def _default_precision(accelerator, model_config) -> str:
@@ -273,11 +359,31 @@ class GANCLI(LightningCLI):
 
 
 def _import_class(class_path: str) -> type | None:
-    module_name, _, name = class_path.rpartition(".")
+    """The config's model class (the user's own config: trusted), or None when jsonargparse will complain."""
     try:
-        return getattr(importlib.import_module(module_name), name)
+        return import_class(class_path)
     except (ImportError, AttributeError, ValueError):
-        return None  # jsonargparse reports a bad class_path itself, with a better message
+        return None
+
+
+def _same_class(saved: str, configured: str) -> bool:
+    """Whether two class paths name one class (``gan_modules.VanillaGAN`` is ``gan_modules.vanilla.VanillaGAN``).
+
+    The checkpoint's path is resolved under the safe-loading rules: it never makes this import a module.
+    """
+    try:
+        return gan_class(saved, base=object) is _import_class(configured)
+    except UnsafeCheckpointError:
+        return False
+
+
+def _plain(value):
+    """Hyper-parameter values compared as YAML would write them (tuples as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def type_name(model_config: Namespace) -> str:

@@ -22,7 +22,8 @@ import yaml
 
 from datamodules.base import ImageDataModule
 from gan_modules import metrics as gan_metrics
-from gan_modules.base import load_gan, resolve_device
+from gan_modules.base import resolve_device
+from gan_modules.checkpoints import load_gan
 from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.reference import reference_features
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan_modules.base import GANModule, grid_rows, load_gan, resolve_device
+from gan_modules.base import GANModule, grid_rows, resolve_device
+from gan_modules.checkpoints import load_gan
 
 
 @torch.inference_mode()
@@ -23,7 +24,7 @@ def generate_images(model: GANModule, num_images: int, batch_size: int, seed: in
     if getattr(model, "conditional", False):
         raise ValueError(
             f"{type(model).__name__} translates images rather than sampling latents; "
-            "load it with gan_modules.base.load_gan and call model.translate(inputs)"
+            "load it with gan_modules.checkpoints.load_gan and call model.translate(inputs)"
         )
     return torch.cat([images.cpu() for images in model.sample_batches(num_images, batch_size, seed)])
 

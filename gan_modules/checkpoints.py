@@ -1,0 +1,112 @@
+"""Reading checkpoints without trusting them.
+
+A ``.ckpt`` file is a pickle, and unpickling an arbitrary file can run arbitrary code. Every place in
+this project that reads a checkpoint goes through :func:`read_checkpoint`, which unpickles with
+``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only, which is all a
+checkpoint written by ``train.py`` holds. The model class a checkpoint names is imported only when it
+resolves to a subclass of the project's GAN base class (:func:`gan_class`), and only from this project's
+packages or from a module the user has already imported (their own subclass), so naming a module in a
+checkpoint cannot make the loader import it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gan_modules.base import GANModule
+
+PROJECT_PACKAGES = ("gan_modules",)
+
+
+class UnsafeCheckpointError(ValueError):
+    """The checkpoint holds (or names) something this project will not load."""
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict, unpickled with ``weights_only=True``; nothing in it is run."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; pass a .ckpt file such as <run>/checkpoints/last.ckpt"
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsafeCheckpointError(
+            f"{path} was refused: it holds Python objects other than tensors and plain values ({reason}). "
+            "Checkpoints written by train.py never do; nothing in the file was run. Load only checkpoints "
+            "you trust; for one you wrote yourself, re-save its state_dict and hyper-parameters as plain values"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path} is not a readable checkpoint ({err}); was it written completely?") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by train.py")
+    return checkpoint
+
+
+def checkpoint_class_path(checkpoint: dict[str, Any]) -> str | None:
+    """The model class a checkpoint says it was trained as (saved by the module and by the CLI)."""
+    path = checkpoint.get("gan_class_path") or checkpoint.get("hyper_parameters", {}).get("_class_path")
+    return path if isinstance(path, str) else None
+
+
+def import_class(class_path: str) -> type:
+    """The class at ``module.Name``; raises ImportError/AttributeError/ValueError as Python does."""
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{class_path!r} is not a class path of the form package.module.Class")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def gan_class(class_path: str, base: type = GANModule, source: str = "the checkpoint") -> type:
+    """The class ``class_path`` names, if it is a subclass of ``base``; refuses anything else, unimported.
+
+    Modules of this project are imported on demand; any other module must already be imported (a user's own
+    subclass: import it before loading), so a checkpoint cannot make the loader run a module's code.
+    """
+    module_name = class_path.rpartition(".")[0]
+    allowed_import = module_name.split(".")[0] in PROJECT_PACKAGES or module_name in sys.modules
+    cls = None
+    if allowed_import:
+        try:
+            cls = import_class(class_path)
+        except (ImportError, AttributeError, ValueError):
+            cls = None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        hint = "" if allowed_import else "; if it is your own subclass, import its module before loading"
+        raise UnsafeCheckpointError(
+            f"{source} names the model class {class_path!r}, which is not a subclass of "
+            f"{base.__module__}.{base.__qualname__}: refused{hint}"
+        )
+    return cls
+
+
+def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
+    """Rebuilds the GAN variant a checkpoint was trained as, safely (see the module docstring)."""
+    path = Path(checkpoint_path).expanduser()
+    checkpoint = read_checkpoint(path, map_location="cpu")
+    class_path = checkpoint_class_path(checkpoint)
+    if class_path is None:
+        raise ValueError(f"{path} has no saved model class; it was not written by a GANModule")
+    cls = gan_class(class_path, source=str(path))
+    return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+def state_shapes(state_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+
+
+def shape_mismatches(expected: dict[str, Any], found: dict[str, Any], limit: int = 3) -> list[str]:
+    """Up to ``limit`` readable differences between two state dicts' keys and shapes."""
+    a, b = state_shapes(expected), state_shapes(found)
+    problems = [f"{k}: {a[k]} vs {b[k]}" for k in a.keys() & b.keys() if a[k] != b[k]]
+    problems += [f"{k}: missing from the checkpoint" for k in a.keys() - b.keys()]
+    problems += [f"{k}: only in the checkpoint" for k in b.keys() - a.keys()]
+    return sorted(problems)[:limit] + ([f"and {len(problems) - limit} more"] if len(problems) > limit else [])
