@@ -295,7 +295,8 @@ class GANCLI(LightningCLI):
         if problems:
             raise ValueError(
                 f"--ckpt_path {path} does not fit the configured {model}: its networks have other shapes "
-                f"({'; '.join(problems)})" + (f"; the config differs in {diff}" if diff else "")
+                f"({'; '.join(problems)})"
+                + (f"; the config differs in {diff}" if diff else "")
                 + ". Resume with the run's own config (--config <run>/config.yaml) or drop --ckpt_path"
             )
         if diff:
