@@ -324,6 +324,8 @@ class GANModule(pl.LightningModule):
         if self._loggers_write_this_step():
             stats["train/d_updates"] = float(self.d_updates)
             stats["train/g_updates"] = float(self.g_updates)
+            shown = {k: stats.pop(k) for k in ("train/d_loss", "train/g_loss") if k in stats}  # on the progress bar
+            self.log_dict(shown, prog_bar=True, on_step=True, on_epoch=False, batch_size=real.shape[0])
             self.log_dict(stats, prog_bar=False, on_step=True, on_epoch=False, batch_size=real.shape[0])
 
     def _loggers_write_this_step(self) -> bool:

@@ -1,4 +1,4 @@
-"""Callbacks the CLI adds to every run: the per-epoch sample grid and its progress GIF."""
+"""Callbacks the CLI adds to every run: the per-epoch sample grid, its progress GIF, the training plot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from PIL import Image
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
 from gan_modules.base import grid_rows
@@ -57,3 +58,37 @@ class SampleGrid(pl.Callback):
         images[0].save(
             self.sample_dir(trainer) / "progress.gif", save_all=True, append_images=images[1:], duration=400, loop=0
         )
+
+
+class TrainingPlot(pl.Callback):
+    """Draws ``<run>/training.png`` (D/G loss, D outputs, val/FID) from ``metrics.csv`` when training ends.
+
+    Also after a run stopped by an error (a NaN loss), when the curves matter most. A plot that cannot be
+    drawn (no CSV logger) is a warning, never a failed run. ``python plot.py <run>`` redraws it any time.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def _draw(self, trainer: pl.Trainer) -> None:
+        if not (self.enabled and trainer.is_global_zero):
+            return
+        csv_loggers = [logger for logger in trainer.loggers if isinstance(logger, CSVLogger)]
+        if not csv_loggers:
+            return
+        for logger in csv_loggers:
+            logger.save()  # flush the rows still buffered
+        from gan_modules.plots import plot_training
+
+        try:
+            path = plot_training(Path(csv_loggers[0].log_dir))
+        except (ValueError, FileNotFoundError, OSError) as err:
+            rank_zero_warn(f"training plot not drawn: {err}")
+            return
+        rank_zero_info(f"training curves: {path}")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._draw(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._draw(trainer)

@@ -1,7 +1,9 @@
 """``python generate.py --ckpt_path <run>/checkpoints/last.ckpt --num_images 64 --out_dir samples/``.
 
-Writes N images as PNG files and/or one grid, from the EMA generator when the checkpoint has one.
-Existing files are never overwritten: the output folder must be new or empty, the grid file new.
+Writes N images as PNG files and/or one grid, from the EMA generator when the checkpoint has one, and on
+request a latent interpolation grid (``--interpolate grid.png``: each row walks by slerp from one latent to
+another) and a GIF walking through latent space (``--walk walk.gif``).
+Existing files are never overwritten: the output folder must be new or empty, every file new.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torchvision.utils import make_grid, save_image
 
 from gan_modules.base import GANModule, grid_rows, resolve_device
 from gan_modules.checkpoints import load_gan
+from gan_modules.plots import interpolation_latents, save_gif, walk_frames
 
 
 @torch.inference_mode()
@@ -41,30 +44,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_images", type=int, default=64, help="how many images to generate")
     parser.add_argument("--out_dir", default=None, help="folder for one PNG per image (must be new or empty)")
     parser.add_argument("--grid", default=None, help="also (or only) write all images as one grid PNG here")
+    parser.add_argument("--interpolate", default=None, help="write a latent interpolation grid PNG here")
+    parser.add_argument("--pairs", type=int, default=8, help="interpolation rows (pairs of latents)")
+    parser.add_argument("--steps", type=int, default=10, help="images per interpolation row, ends included")
+    parser.add_argument("--walk", default=None, help="write a GIF walking through latent space here")
+    parser.add_argument("--walk_keys", type=int, default=8, help="latents the looping walk passes through")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
 
     try:
-        if args.out_dir is None and args.grid is None:
-            raise ValueError("nothing to write: pass --out_dir (one PNG per image) and/or --grid grid.png")
+        if not (args.out_dir or args.grid or args.interpolate or args.walk):
+            raise ValueError(
+                "nothing to write: pass --out_dir (one PNG per image), --grid grid.png, --interpolate interp.png "
+                "and/or --walk walk.gif"
+            )
         if args.num_images < 1 or args.batch_size < 1:
             raise ValueError("--num_images and --batch_size must be positive")
+        if args.walk and args.walk_keys < 2:
+            raise ValueError(f"--walk_keys must be at least 2, got {args.walk_keys}")
         out_dir = Path(args.out_dir).expanduser() if args.out_dir else None
         if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()):
             raise ValueError(f"{out_dir} already has files; choose a new --out_dir so nothing is overwritten")
-        grid_path = Path(args.grid).expanduser() if args.grid else None
-        if grid_path is not None and grid_path.exists():
-            raise ValueError(f"{grid_path} already exists; choose a new --grid path so nothing is overwritten")
+        files = {
+            flag: Path(value).expanduser()
+            for flag, value in (("--grid", args.grid), ("--interpolate", args.interpolate), ("--walk", args.walk))
+            if value
+        }
+        for flag, path in files.items():
+            if path.exists():
+                raise ValueError(f"{path} already exists; choose a new {flag} path so nothing is overwritten")
+        grid_path = files.get("--grid")
+        if args.interpolate:
+            z_interp = interpolation_latents(1, args.pairs, args.steps)  # validates pairs/steps before loading
 
         device = resolve_device(args.device)
         model = load_gan(args.ckpt_path, map_location=device).eval()
-        images = generate_images(model, args.num_images, args.batch_size, args.seed)
+        if getattr(model, "conditional", False) and (args.interpolate or args.walk):
+            raise ValueError(f"{type(model).__name__} translates images and has no latent space to interpolate")
+        images = generate_images(model, args.num_images, args.batch_size, args.seed) if out_dir or grid_path else None
+        if args.interpolate:
+            z_interp = interpolation_latents(model.latent_dim, args.pairs, args.steps, seed=args.seed)
+            interp = torch.cat([model.generate(z).cpu() for z in z_interp.split(args.batch_size)])
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
+    if args.interpolate:
+        path = files["--interpolate"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(make_grid(interp.add(1).div(2), nrow=args.steps), path)
+        print(f"wrote a {args.pairs} x {args.steps} slerp interpolation grid to {path}")
+    if args.walk:
+        path = files["--walk"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.inference_mode():
+            frames = walk_frames(model, args.walk_keys, steps=12, seed=args.seed).add(1).div(2)
+        save_gif(frames, path)
+        print(f"wrote a {len(frames)}-frame latent walk through {args.walk_keys} latents to {path}")
+    if images is None:
+        return 0
     unit = images.add(1).div(2)  # [-1, 1] -> [0, 1]; save_image rounds to uint8 like any PNG writer
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

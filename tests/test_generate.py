@@ -1,5 +1,6 @@
 """generate.py: images and grids from a checkpoint, EMA generator, nothing overwritten."""
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -8,6 +9,7 @@ from PIL import Image
 from datamodules import SyntheticDataModule
 from gan_modules import VanillaGAN
 from gan_modules.generate import generate_images, main
+from gan_modules.plots import interpolation_latents, slerp
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def checkpoint(tmp_path_factory):
     )
     trainer.fit(model, datamodule=SyntheticDataModule(image_size=8, num_images=16, batch_size=8))
     path = tmp / "last.ckpt"
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint, as train.py writes
     return path, model
 
 
@@ -36,7 +38,7 @@ def test_writes_images_and_grid_from_the_ema_generator(checkpoint, tmp_path, cap
     expected = generate_images(model, 12, 5, 3)
     z = torch.randn(12, 8, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(expected, model.generator_ema.module.eval()(z).clamp(-1, 1))
-    pixels = torch.tensor(list(Image.open(files[0]).convert("L").getdata()), dtype=torch.float32).view(8, 8)
+    pixels = torch.from_numpy(np.asarray(Image.open(files[0]).convert("L"))).float()
     assert (pixels - (expected[0, 0] + 1) * 127.5).abs().max() <= 1.0
 
 
@@ -55,3 +57,37 @@ def test_refuses_to_overwrite(checkpoint, tmp_path, capsys):
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["--ckpt_path", str(tmp_path / "nope.ckpt"), "--grid", str(tmp_path / "g.png")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_interpolation_grid_and_latent_walk(checkpoint, tmp_path, capsys):
+    path, model = checkpoint
+    interp, walk = tmp_path / "interp.png", tmp_path / "walk.gif"
+    args = ["--ckpt_path", str(path), "--interpolate", str(interp), "--pairs", "3", "--steps", "5"]
+    assert main([*args, "--walk", str(walk), "--walk_keys", "3"]) == 0
+    # make_grid: 5 columns and 3 rows of 8x8 images with 2-pixel padding.
+    assert Image.open(interp).size == (5 * 10 + 2, 3 * 10 + 2)
+    gif = Image.open(walk)
+    assert gif.n_frames == 3 * 12 and gif.size == (8, 8)
+    # The grid's first and last columns are the two endpoint latents' images.
+    z = interpolation_latents(8, 3, 5)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    torch.testing.assert_close(z.view(3, 5, 8)[:, 0], a)
+    torch.testing.assert_close(z.view(3, 5, 8)[:, -1], b)
+    # A second run refuses to overwrite either file.
+    before = interp.read_bytes()
+    assert main(args) == 1 and "already exists" in capsys.readouterr().err
+    assert interp.read_bytes() == before
+
+
+def test_slerp_stays_on_the_sphere_between_its_ends():
+    a, b = torch.randn(4, 16), torch.randn(4, 16)
+    b = b / b.norm(dim=1, keepdim=True) * a.norm(dim=1, keepdim=True)  # equal norms: slerp keeps them
+    path = slerp(a, b, torch.linspace(0, 1, 7))
+    torch.testing.assert_close(path[:, 0], a)
+    torch.testing.assert_close(path[:, -1], b)
+    torch.testing.assert_close(path.norm(dim=2), a.norm(dim=1, keepdim=True).expand(4, 7))
+    # The straight line dips through the middle of the ball; slerp's midpoint does not.
+    assert ((a + b) / 2).norm(dim=1).lt(path[:, 3].norm(dim=1)).all()
+    # (Anti)parallel ends fall back to the straight line instead of dividing by zero.
+    assert torch.isfinite(slerp(a, 2 * a, torch.linspace(0, 1, 3))).all()

@@ -1,0 +1,167 @@
+"""Pictures of a run: loss and D-output curves from ``metrics.csv``, and latent interpolations.
+
+``python plot.py <run folder>`` redraws ``<run>/training.png`` on demand; the CLI draws it when training
+ends. matplotlib is imported lazily with the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+TRAIN_KEYS = ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake")
+VAL_KEYS = ("val/fid", "val/kid")
+
+
+def read_metrics(path: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """``metrics.csv`` as {key: [(step, value), ...]}, empty cells skipped; ``val/*`` keyed by epoch."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in (None, ""):
+                    continue
+                x = row["epoch"] if key.startswith("val/") else row["step"]
+                series.setdefault(key, []).append((float(x), float(value)))
+    return series
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    if window <= 1:
+        return values
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Draws D/G loss, D(x) vs D(G(z)) over steps and val/FID, KID over epochs; returns the PNG's path.
+
+    Raw values are drawn faint with a moving average on top (GAN losses are noisy by nature).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    run_dir = Path(run_dir).expanduser()
+    metrics = run_dir / "metrics.csv"
+    if not metrics.is_file():
+        raise FileNotFoundError(
+            f"{metrics} does not exist: pass a run folder written by train.py with the CSV logger (the default)"
+        )
+    series = read_metrics(metrics)
+    if not any(k in series for k in TRAIN_KEYS):
+        raise ValueError(f"{metrics} holds no training losses yet ({', '.join(TRAIN_KEYS)})")
+    val = [k for k in VAL_KEYS if k in series]
+    panels = 2 + len(val)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
+    groups = [
+        (axes[0], ("train/d_loss", "train/g_loss"), "loss"),
+        (axes[1], ("train/d_real", "train/d_fake"), "mean D output"),
+    ]
+    labels = {"train/d_real": "D(x), real", "train/d_fake": "D(G(z)), fake"}
+    for ax, keys, ylabel in groups:
+        for key in keys:
+            if key not in series:
+                continue
+            steps, values = zip(*series[key])
+            window = max(1, len(values) // 50)
+            (line,) = ax.plot(steps, values, alpha=0.25, linewidth=0.8)
+            ax.plot(steps, _smooth(list(values), window), color=line.get_color(), label=labels.get(key, key[6:]))
+        ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"))
+        ax.set_ylabel(ylabel)
+        ax.legend(frameon=False)
+        ax.grid(alpha=0.3)
+    for ax, key in zip(axes[2:], val):
+        epochs, values = zip(*series[key])
+        ax.plot([e + 1 for e in epochs], values, marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{run_dir.parent.name}/{run_dir.name}", fontsize=10)
+    out = Path(out) if out is not None else run_dir / "training.png"
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between latents a, b [N, D] at fractions t [T]: [N, T, D].
+
+    For Gaussian latents the straight line passes through the low-norm middle of the ball, which the
+    generator rarely saw in training; slerp keeps the norm on the shell where samples live (White 2016).
+    Falls back to the straight line where a and b are (anti)parallel.
+    """
+    a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(1).clamp(-1, 1))[:, None, None]  # [N, 1, 1]
+    t = t[None, :, None]
+    so = torch.sin(omega)
+    spherical = (torch.sin((1 - t) * omega) * a[:, None] + torch.sin(t * omega) * b[:, None]) / so.clamp_min(1e-7)
+    linear = (1 - t) * a[:, None] + t * b[:, None]
+    return torch.where(so.abs() < 1e-6, linear, spherical)
+
+
+def interpolation_latents(latent_dim: int, pairs: int, steps: int, seed: int = 0) -> Tensor:
+    """[pairs * steps, latent_dim]: row i walks by slerp from one seeded latent to another in ``steps`` steps."""
+    if pairs < 1 or steps < 2:
+        raise ValueError(f"an interpolation needs pairs >= 1 and steps >= 2, got {pairs} and {steps}")
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(pairs, latent_dim, generator=g), torch.randn(pairs, latent_dim, generator=g)
+    return slerp(a, b, torch.linspace(0, 1, steps)).reshape(pairs * steps, latent_dim)
+
+
+def save_gif(frames: Iterable[Tensor], path: str | Path, duration_ms: int = 80) -> Path:
+    """Frames [C, H, W] in [0, 1] -> an endless GIF at ``path`` (written to a temporary name first)."""
+    from PIL import Image
+
+    images = []
+    for frame in frames:
+        array = frame.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).squeeze(-1).numpy()
+        images.append(Image.fromarray(array).convert("P", palette=Image.Palette.ADAPTIVE))
+    if not images:
+        raise ValueError("no frames to write")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.gif")
+    images[0].save(tmp, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+def walk_frames(model, num_keys: int, steps: int, seed: int = 0) -> Tensor:
+    """A closed walk through ``num_keys`` seeded latents (slerp, ``steps`` per leg): images [K*steps, C, H, W]."""
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randn(num_keys, model.latent_dim, generator=g)
+    t = torch.linspace(0, 1, steps + 1)[:-1]
+    z = slerp(keys, keys.roll(-1, 0), t).reshape(-1, model.latent_dim)
+    return torch.cat([model.generate(chunk).cpu() for chunk in z.split(256)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="plot.py", description="Draws <run>/training.png from <run>/metrics.csv.")
+    parser.add_argument("run_dir", help="a run folder written by train.py, e.g. runs/vanilla_mnist/20260101-120000")
+    parser.add_argument("--out", default=None, help="PNG to write (default: <run>/training.png)")
+    args = parser.parse_args(argv)
+    try:
+        path = plot_training(args.run_dir, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,8 @@
+"""Redraw a run's loss and D-output curves: ``python plot.py runs/<name>/<stamp>`` writes training.png."""
+
+import sys
+
+from gan_modules.plots import main
+
+if __name__ == "__main__":
+    sys.exit(main())
