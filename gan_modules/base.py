@@ -10,6 +10,7 @@ step. So ``--trainer.max_steps N`` stops after N optimizer steps in total, i.e. 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -150,6 +151,8 @@ class GANModule(pl.LightningModule):
         # True update counts; global_step counts both optimizers' steps (see the module docstring).
         self.d_updates = 0
         self.g_updates = 0
+        # D's logits on the last few real and fake batches, for the W&B histogram (references, no copies).
+        self.recent_d_outputs: deque[tuple[Tensor, Tensor]] = deque(maxlen=8)
         # Validation metrics live outside the module tree (object.__setattr__): the Inception weights
         # stay out of every checkpoint and a resume never depends on them.
         object.__setattr__(self, "_val_metrics", None)
@@ -269,6 +272,7 @@ class GANModule(pl.LightningModule):
         self._optimizer_step(opt_d, d_loss, self.hparams.grad_clip_d)
         self.objective.after_d_step(self.discriminator)
         self.d_updates += 1
+        self.recent_d_outputs.append((real_logits.detach(), fake_logits.detach()))  # for the W&B histogram
         with torch.no_grad():
             # D(x) and D(G(z)) as probabilities, and the accuracy of D's real/fake call at 0.5.
             real_prob, fake_prob = torch.sigmoid(real_logits), torch.sigmoid(fake_logits)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from PIL import Image
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -92,3 +93,26 @@ class TrainingPlot(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._draw(trainer)
+
+
+class DiscriminatorHistogram(pl.Callback):
+    """Histograms of D's raw outputs (logits) on real and on fake images, to W&B after every epoch.
+
+    From the epoch's last D updates (up to 8 batches, ``GANModule.recent_d_outputs``), as the step saw them (no extra
+    forward pass). Two well-separated humps mean D wins easily; two overlapping ones, a balanced game.
+    Does nothing without a W&B logger.
+    """
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        recent = getattr(pl_module, "recent_d_outputs", None)
+        if not (loggers and recent and trainer.is_global_zero):
+            return
+        import wandb
+
+        real = torch.cat([r for r, _ in recent]).float().flatten().cpu().numpy()
+        fake = torch.cat([f for _, f in recent]).float().flatten().cpu().numpy()
+        values = {"d_outputs/real": wandb.Histogram(real), "d_outputs/fake": wandb.Histogram(fake)}
+        for logger in loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+        recent.clear()  # the next histogram holds only the next epoch's batches

@@ -16,15 +16,17 @@ import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.base import ImageDataModule
 from gan_modules.accel import cpu_bf16_is_fast, cpu_summary
 from gan_modules.base import GANModule
-from gan_modules.callbacks import SampleGrid, TrainingPlot
+from gan_modules.callbacks import DiscriminatorHistogram, SampleGrid, TrainingPlot
 from gan_modules.checkpoints import (
     UnsafeCheckpointError,
     checkpoint_class_path,
@@ -134,6 +136,19 @@ class BestCheckpoint(ModelCheckpoint):
             super().on_train_epoch_end(trainer, pl_module)
 
 
+class GANSaveConfigCallback(SaveConfigCallback):
+    """``config.yaml`` in the run folder (Lightning's part) and the same resolved config in W&B's run config."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not wandb_loggers:
+            return
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        config.pop("config", None)  # the paths of the --config files, not settings
+        for logger in wandb_loggers:
+            logger.experiment.config.update(config, allow_val_change=True)
+
+
 class GANArgumentParser(LightningArgumentParser):
     """Keeps errors to one screen: the full usage lists every Trainer flag (about 70 lines)."""
 
@@ -144,6 +159,7 @@ class GANArgumentParser(LightningArgumentParser):
 class GANCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("parser_class", GANArgumentParser)
+        kwargs.setdefault("save_config_callback", GANSaveConfigCallback)
         kwargs.setdefault("model_class", GANModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", ImageDataModule)
@@ -161,6 +177,7 @@ class GANCLI(LightningCLI):
         )
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(TrainingPlot, "plot")
+        parser.add_lightning_class_args(DiscriminatorHistogram, "d_histogram")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(BestCheckpoint, "best_checkpoint")
@@ -431,4 +448,17 @@ def quiet_known_warnings() -> None:
 def cli_main(args: list[str] | None = None) -> GANCLI:
     args = list(sys.argv[1:] if args is None else args)
     quiet_known_warnings()
-    return GANCLI(args=with_default_subcommand(args))
+    cli = GANCLI(args=with_default_subcommand(args))
+    finish_wandb_runs(cli.trainer)
+    return cli
+
+
+def finish_wandb_runs(trainer) -> None:
+    """Closes the W&B runs of a finished command, so their files (the offline run log) are complete on disk.
+
+    Lightning leaves the run open until the interpreter exits; a caller that goes on (a notebook, a test,
+    ``python -m benchmarks``) would otherwise read or sync a half-written run.
+    """
+    for logger in getattr(trainer, "loggers", []):
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger._experiment.finish()

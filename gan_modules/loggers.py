@@ -29,7 +29,12 @@ def wandb_logged_in() -> bool:
 
 
 class AutoWandbLogger(WandbLogger):
-    """``WandbLogger`` whose ``mode`` is auto / online / offline / disabled (see the module docstring)."""
+    """``WandbLogger`` whose ``mode`` is auto / online / offline / disabled (see the module docstring).
+
+    ``log_model: auto`` uploads one checkpoint as a model artifact when the run is online: ``best.ckpt``
+    (lowest val/fid) when validation ran, else ``last.ckpt``; the periodic snapshots stay local.
+    ``true``/``all`` are W&B's own meanings.
+    """
 
     def __init__(
         self,
@@ -37,12 +42,41 @@ class AutoWandbLogger(WandbLogger):
         name: str | None = None,
         mode: Literal["auto", "online", "offline", "disabled"] = "auto",
         save_dir: str = ".",
+        log_model: Literal["auto", "all"] | bool = "auto",
         **kwargs,
     ) -> None:
         if mode == "auto":
             mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
         self.mode = mode
-        super().__init__(project=project, name=name, save_dir=save_dir, offline=mode == "offline", mode=mode, **kwargs)
+        self.model_artifact = log_model == "auto"
+        if log_model == "auto":
+            log_model = mode == "online"
+        super().__init__(
+            project=project,
+            name=name,
+            save_dir=save_dir,
+            offline=mode == "offline",
+            mode=mode,
+            log_model=log_model,
+            **kwargs,
+        )
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        if not (self.model_artifact and self._log_model is True):
+            super().after_save_checkpoint(checkpoint_callback)
+            return
+        key = getattr(checkpoint_callback, "state_key", "")
+        if key in ("BestCheckpoint", "LastCheckpoint"):
+            self._checkpoint_callbacks[key] = checkpoint_callback
+
+    def finalize(self, status: str) -> None:
+        if self.model_artifact:
+            best = self._checkpoint_callbacks.get("BestCheckpoint")
+            if best is not None and best.best_model_path:
+                self._checkpoint_callbacks.pop("LastCheckpoint", None)
+            else:
+                self._checkpoint_callbacks.pop("BestCheckpoint", None)
+        super().finalize(status)
 
 
 class CSVLogger(pl_loggers.CSVLogger):

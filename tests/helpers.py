@@ -56,3 +56,54 @@ class DumpWeights(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         out = Path(os.environ["DUMP_DIR"])
         torch.save({k: v.cpu() for k, v in pl_module.state_dict().items()}, out / f"rank{trainer.global_rank}.pt")
+
+
+def wandb_records(path):
+    """The protobuf records of a W&B ``run-*.wandb`` file (an offline run's whole log), read without W&B's servers.
+
+    The file is W&B's LevelDB-style log: a 7-byte header (":W&B", magic 0xBEE1, version), then 32 KiB blocks
+    of chunks, each a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last) and its bytes.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    ident, magic, _ = struct.unpack("<4sHB", data[:7])
+    assert ident == b":W&B" and magic == 0xBEE1, f"{path} is not a W&B run log"
+    offset, pending = 7, b""
+    while offset + 7 <= len(data):
+        left = 32768 - offset % 32768
+        if left < 7:  # a block's tail too short for a chunk header is zero padding
+            offset += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
+        chunk = data[offset + 7 : offset + 7 + length]
+        offset += 7 + length
+        if kind in (1, 2):
+            pending = chunk
+        elif kind in (3, 4):
+            pending += chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def wandb_offline_run(path):
+    """{"config": {...}, "history": [{key: value}], "summary": {key: value}} of an offline run's .wandb file."""
+    import json
+
+    def key(item):
+        return item.key or "/".join(item.nested_key)
+
+    run = {"config": {}, "history": [], "summary": {}}
+    for record in wandb_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "config":
+            run["config"].update({key(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind == "history":
+            run["history"].append({key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            run["summary"].update({key(i): json.loads(i.value_json) for i in record.summary.update})
+    return run

@@ -198,3 +198,51 @@ def test_logger_false_still_trains(tmp_path):
     cli = fit(tmp_path, "vanilla_mnist.yaml", "--trainer.logger", "false")
     assert (cli.run_dir / "checkpoints" / "last.ckpt").is_file()
     assert not (cli.run_dir / "wandb").exists()
+
+
+def test_wandb_offline_run_holds_curves_grids_histograms_val_and_config(tmp_path, monkeypatch):
+    from helpers import wandb_offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cli = fit(tmp_path, "vanilla_mnist.yaml", "--model.lr", "3e-4", "--model.val_num_samples", "8",
+              "--trainer.check_val_every_n_epoch", "1", epochs=2)  # fmt: skip
+    (offline_run,) = (cli.run_dir / "wandb").glob("offline-run-*")
+    (log,) = offline_run.glob("run-*.wandb")
+    run = wandb_offline_run(log)
+    # The resolved config (model, data, trainer) beside the model's hyper-parameters.
+    assert run["config"]["model"]["init_args"]["lr"] == 3e-4
+    assert run["config"]["data"]["class_path"] == "datamodules.SyntheticDataModule"
+    assert run["config"]["trainer"]["max_epochs"] == 2
+    history = run["history"]
+    curves = {k for row in history for k in row}
+    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/fid", "val/kid"} <= curves
+    # One sample grid and one pair of D-output histograms per epoch, each at its step (the media slider).
+    grids = [row for row in history if row.get("samples/_type") == "images/separated"]
+    histograms = [row for row in history if row.get("d_outputs/real/_type") == "histogram"]
+    assert [row["trainer/global_step"] for row in grids] == [4, 8]
+    # Each holds that epoch's D logits: 2 batches of 8 fakes (and of 8 reals).
+    assert len(histograms) == 2 and all(sum(row["d_outputs/fake/values"]) == 2 * 8 for row in histograms)
+    assert len(list(offline_run.glob("files/media/images/samples_*.png"))) == 2
+    assert "val/fid" in run["summary"] and "train/d_loss" in run["summary"]
+
+
+@pytest.mark.parametrize("best_path, uploaded", [("best.ckpt", "BestCheckpoint"), ("", "LastCheckpoint")])
+def test_online_runs_upload_one_checkpoint_as_the_model_artifact(monkeypatch, best_path, uploaded):
+    from types import SimpleNamespace
+
+    from gan_modules.loggers import AutoWandbLogger
+
+    logger = AutoWandbLogger(mode="online")  # nothing connects until the run is used
+    assert AutoWandbLogger(mode="offline")._log_model is False  # offline runs upload nothing
+    scanned = []
+    monkeypatch.setattr(logger, "_scan_and_log_checkpoints", lambda callback: scanned.append(callback.state_key))
+    logger._experiment = SimpleNamespace()
+    for key, path in (
+        ("ModelCheckpoint", "epoch_0004.ckpt"),
+        ("LastCheckpoint", "last.ckpt"),
+        ("BestCheckpoint", best_path),
+    ):
+        logger.after_save_checkpoint(SimpleNamespace(state_key=key, best_model_path=path, save_top_k=1))
+    logger.finalize("success")
+    assert scanned == [uploaded]  # best.ckpt when validation ran, else last.ckpt; never the periodic ones
