@@ -81,9 +81,15 @@ class TrainingPlot(pl.Callback):
             logger.save()  # flush the rows still buffered
         from gan_modules.plots import plot_training
 
+        metrics = Path(csv_loggers[0].log_dir) / "metrics.csv"
+        if not metrics.is_file():
+            return  # stopped (or ended) before the first logged step: nothing to draw
         try:
-            path = plot_training(Path(csv_loggers[0].log_dir))
-        except (ValueError, FileNotFoundError, OSError) as err:
+            path = plot_training(metrics.parent)
+        except ValueError as err:  # a run shorter than one logging interval: nothing to draw yet
+            rank_zero_info(f"training plot not drawn: {err}")
+            return
+        except OSError as err:
             rank_zero_warn(f"training plot not drawn: {err}")
             return
         rank_zero_info(f"training curves: {path}")

@@ -52,7 +52,7 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     run_dir = Path(run_dir).expanduser()
     metrics = run_dir / "metrics.csv"
@@ -64,7 +64,7 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not any(k in series for k in TRAIN_KEYS):
         raise ValueError(f"{metrics} holds no training losses yet ({', '.join(TRAIN_KEYS)})")
     val = [k for k in VAL_KEYS if k in series]
-    panels = 2 + len(val)
+    panels = 3 if val else 2
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
     groups = [
         (axes[0], ("train/d_loss", "train/g_loss"), "loss"),
@@ -84,11 +84,20 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.set_ylabel(ylabel)
         ax.legend(frameon=False)
         ax.grid(alpha=0.3)
-    for ax, key in zip(axes[2:], val):
-        epochs, values = zip(*series[key])
-        ax.plot([e + 1 for e in epochs], values, marker="o")
+    if val:
+        # val/fid on the left axis, val/kid (another scale) on a twin axis; epochs counted from 1.
+        ax = axes[2]
+        handles = []
+        for i, key in enumerate(val):
+            target = ax if i == 0 else ax.twinx()
+            epochs, values = zip(*series[key])
+            color = f"C{i + 2}"
+            label = f"{key} (last: {values[-1]:.4g})"
+            handles += target.plot([e + 1 for e in epochs], values, marker="o", color=color, label=label)
+            target.set_ylabel(key, color=color)
+        ax.legend(handles=handles, frameon=False)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.suptitle(f"{run_dir.parent.name}/{run_dir.name}", fontsize=10)
     out = Path(out) if out is not None else run_dir / "training.png"

@@ -38,7 +38,7 @@ def test_writes_images_and_grid_from_the_ema_generator(checkpoint, tmp_path, cap
     expected = generate_images(model, 12, 5, 3)
     z = torch.randn(12, 8, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(expected, model.generator_ema.module.eval()(z).clamp(-1, 1))
-    pixels = torch.from_numpy(np.asarray(Image.open(files[0]).convert("L"))).float()
+    pixels = torch.from_numpy(np.array(Image.open(files[0]).convert("L"))).float()
     assert (pixels - (expected[0, 0] + 1) * 127.5).abs().max() <= 1.0
 
 
