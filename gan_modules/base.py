@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_modules.objectives import NonSaturating, Objective
+from gan_modules.specs import from_spec, to_spec
+from gan_modules.tricks.base import DOut, Step, Trick
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -94,6 +96,7 @@ class GANModule(pl.LightningModule):
         val_num_samples: int = 500,  # CPU-sized (about a minute of Inception on 2 cores); 10000 on a GPU
         val_precision: Literal["32", "bf16"] = "32",
         channels_last: bool | None = None,
+        tricks: list[Trick] | None = None,
     ) -> None:
         """
         Args:
@@ -121,9 +124,18 @@ class GANModule(pl.LightningModule):
                 measured in ``benchmarks/results/fid.md``). ``evaluate.py`` always uses exact fp32.
             channels_last: train in the channels_last memory layout (faster convolutions on CPU and GPU);
                 None chooses it for networks with 2-D convolutions.
+            tricks: training tricks (``gan_modules.tricks``: instance noise, DiffAugment, R1, DRAGAN,
+                feature matching, historical averaging), each a ``class_path`` item in YAML; applied in
+                list order. See docs/tricks.md.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator"])
+        # hparams hold the objective and tricks as {class_path, init_args} (as LightningCLI writes them), so a
+        # checkpoint is plain values only and load_from_checkpoint rebuilds them through from_spec below.
+        self.hparams["objective"] = to_spec(objective)
+        self.hparams["tricks"] = [to_spec(t) for t in tricks] if tricks is not None else None
+        objective = from_spec(objective, Objective, "model.objective")
+        tricks = [from_spec(t, Trick, "model.tricks") for t in tricks] if tricks is not None else None
         if n_critic < 1:
             raise ValueError(f"model.n_critic must be >= 1, got {n_critic}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
@@ -137,6 +149,12 @@ class GANModule(pl.LightningModule):
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
+        # Tricks see the networks before the EMA copy and the optimizers exist (they may check or wrap them).
+        self.tricks = nn.ModuleList(tricks or [])
+        for trick in self.tricks:
+            trick.setup(self)
+        self._features_needed = any(trick.needs_features for trick in self.tricks)
+        self._real_seen_by_d: tuple[Tensor, DOut] | None = None  # this batch's D-step reals, for G-step tricks
         self.objective = objective if objective is not None else NonSaturating()
         # The callables themselves: under LightningCLI ``hparams`` holds their config dicts instead.
         self.optimizer_g_factory = optimizer_g
@@ -176,6 +194,29 @@ class GANModule(pl.LightningModule):
     def discriminate(self, images: Tensor, gen_input: Tensor) -> Tensor:
         """D's logits for ``images``; a conditional variant also looks at ``gen_input``."""
         return self.discriminator(images)
+
+    def d_input(self, images: Tensor) -> Tensor:
+        """Images as D sees them: each trick's ``d_input`` in list order (identity without tricks)."""
+        for trick in self.tricks:
+            images = trick.d_input(images, self)
+        return images
+
+    def d_out(self, images: Tensor, gen_input: Tensor) -> DOut:
+        """D's logits for images already passed through ``d_input``, with D's features when a trick needs them
+        (from the same forward pass: the discriminator's ``features_and_logits``)."""
+        if self._features_needed:
+            features, logits = self.discriminator.features_and_logits(images)
+            return DOut(logits, features)
+        return DOut(self.discriminate(images, gen_input))
+
+    def _trick_terms(self, kind: str, step: Step) -> dict[str, Tensor]:
+        terms: dict[str, Tensor] = {}
+        for trick in self.tricks:
+            for name, value in getattr(trick, f"{kind}_terms")(step).items():
+                if name in terms:
+                    raise ValueError(f"two tricks both add a {kind.upper()} term named {name!r}; keep one of them")
+                terms[name] = value
+        return terms
 
     def generator_extra_losses(self, fake: Tensor, real: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
         """Terms added to the adversarial G loss (e.g. ``{"l1": 100 * |fake - real|}``); logged by name."""
@@ -262,15 +303,25 @@ class GANModule(pl.LightningModule):
         """One D update on a real batch and a (detached) fake batch; returns the values to log."""
         opt_d = self.optimizers()[0]
         fake = fake.detach()
-        real_logits = self.discriminate(real, gen_input)
-        fake_logits = self.discriminate(fake, gen_input)
+        real_in, fake_in = self.d_input(real), self.d_input(fake)
+        real_out, fake_out = self.d_out(real_in, gen_input), self.d_out(fake_in, gen_input)
+        real_logits, fake_logits = real_out.logits, fake_out.logits
         d_loss = self.objective.d_loss(real_logits, fake_logits)
-        penalty = self.objective.d_penalty(lambda x: self.discriminate(x, gen_input), real, fake)
+        penalty = self.objective.d_penalty(lambda x: self.discriminate(x, gen_input), real_in, fake_in)
         if penalty is not None:
             d_loss = d_loss + penalty
+        terms = {}
+        if self.tricks:
+            d = lambda x: self.discriminate(x, gen_input)
+            terms = self._trick_terms("d", Step(self, self.d_updates, real_in, fake_in, real_out, fake_out, d))
+            d_loss = d_loss + sum(terms.values()) if terms else d_loss
+            features = real_out.features.detach() if real_out.features is not None else None
+            self._real_seen_by_d = (real_in.detach(), DOut(real_logits.detach(), features))
         self._check_finite("train/d_loss", d_loss)
         self._optimizer_step(opt_d, d_loss, self.hparams.grad_clip_d)
         self.objective.after_d_step(self.discriminator)
+        for trick in self.tricks:
+            trick.after_d_step(self)
         self.d_updates += 1
         self.recent_d_outputs.append((real_logits.detach(), fake_logits.detach()))  # for the W&B histogram
         with torch.no_grad():
@@ -284,6 +335,7 @@ class GANModule(pl.LightningModule):
             }
             if penalty is not None:
                 stats["train/d_penalty"] = penalty.detach()
+            stats.update({f"train/d_{name}": value.detach() for name, value in terms.items()})
         return stats
 
     def generator_step(self, real: Tensor, fake: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
@@ -292,14 +344,22 @@ class GANModule(pl.LightningModule):
         # D's weights get no gradient from the G loss: freezing them saves that backward work.
         self.discriminator.requires_grad_(False)
         try:
-            fake_logits = self.discriminate(fake, gen_input)
-            adversarial = self.objective.g_loss(fake_logits)
+            fake_in = self.d_input(fake)
+            fake_out = self.d_out(fake_in, gen_input)
+            adversarial = self.objective.g_loss(fake_out.logits)
             extras = self.generator_extra_losses(fake, real, gen_input)
+            if self.tricks:
+                real_in, real_out = self._real_seen_by_d or (self.d_input(real), None)
+                d = lambda x: self.discriminate(x, gen_input)
+                step = Step(self, self.g_updates, real_in, fake_in, real_out, fake_out, d)
+                extras = {**extras, **self._trick_terms("g", step)}
             g_loss = adversarial + sum(extras.values()) if extras else adversarial
             self._check_finite("train/g_loss", g_loss)
             self._optimizer_step(opt_g, g_loss, self.hparams.grad_clip_g)
         finally:
             self.discriminator.requires_grad_(True)
+        for trick in self.tricks:
+            trick.after_g_step(self)
         self.g_updates += 1
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import importlib
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gan_modules.base import GANModule
-
-PROJECT_PACKAGES = ("gan_modules",)
+from gan_modules.specs import UnsafeClassError, safe_import_class
 
 
 class UnsafeCheckpointError(ValueError):
@@ -38,7 +36,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        named = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+        reason = (named or lines or [type(err).__name__])[0]
         raise UnsafeCheckpointError(
             f"{path} was refused: it holds Python objects other than tensors and plain values ({reason}). "
             "Checkpoints written by train.py never do; nothing in the file was run. Load only checkpoints "
@@ -71,21 +71,10 @@ def gan_class(class_path: str, base: type = GANModule, source: str = "the checkp
     Modules of this project are imported on demand; any other module must already be imported (a user's own
     subclass: import it before loading), so a checkpoint cannot make the loader run a module's code.
     """
-    module_name = class_path.rpartition(".")[0]
-    allowed_import = module_name.split(".")[0] in PROJECT_PACKAGES or module_name in sys.modules
-    cls = None
-    if allowed_import:
-        try:
-            cls = import_class(class_path)
-        except (ImportError, AttributeError, ValueError):
-            cls = None
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        hint = "" if allowed_import else "; if it is your own subclass, import its module before loading"
-        raise UnsafeCheckpointError(
-            f"{source} names the model class {class_path!r}, which is not a subclass of "
-            f"{base.__module__}.{base.__qualname__}: refused{hint}"
-        )
-    return cls
+    try:
+        return safe_import_class(class_path, base, source)
+    except UnsafeClassError as err:
+        raise UnsafeCheckpointError(str(err)) from None
 
 
 def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:

@@ -200,6 +200,7 @@ class GANCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.subcommand_config
+        _refuse_stacked_trick_lists(config)
         self.root_dir = config.trainer.default_root_dir or "runs"
         run_dir = self._run_dir(config)
         config.trainer.default_root_dir = str(run_dir)
@@ -386,6 +387,31 @@ def _import_class(class_path: str) -> type | None:
         return import_class(class_path)
     except (ImportError, AttributeError, ValueError):
         return None
+
+
+def _refuse_stacked_trick_lists(config: Namespace) -> None:
+    """Stops when several --config files each set ``model.tricks``: jsonargparse keeps only the last list.
+
+    Lists are replaced, not merged, across config files (jsonargparse issues #455, #557), so
+    ``--config configs/tricks/r1.yaml --config configs/tricks/diffaugment.yaml`` would silently train with
+    DiffAugment alone.
+    """
+    setters = []
+    for path in config.get("config") or []:
+        try:
+            loaded = yaml.safe_load(Path(str(path)).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue  # jsonargparse has already read (or reported) the file itself
+        model = loaded.get("model") if isinstance(loaded, dict) else None
+        init_args = model.get("init_args", model) if isinstance(model, dict) else None
+        if isinstance(init_args, dict) and init_args.get("tricks"):
+            setters.append(str(path))
+    if len(setters) > 1:
+        raise ValueError(
+            f"{' and '.join(setters)} each set model.tricks, and a later config file replaces an earlier list "
+            "instead of adding to it. List all tricks in one file, or add them on the command line: "
+            "--model.tricks+=gan_modules.tricks.DiffAugment"
+        )
 
 
 def _same_class(saved: str, configured: str) -> bool:

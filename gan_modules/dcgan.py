@@ -112,6 +112,11 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images).squeeze(1)
 
+    def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(the last hidden layer's activations [N, F], logits [N]) from one forward pass (feature matching)."""
+        features = self.net[:-1](images)
+        return features, self.net[-1](features).squeeze(1)
+
 
 class DCGAN(GANModule):
     """DCGAN generator and discriminator at any size s * 2^k; every other option is ``GANModule``'s."""

@@ -55,6 +55,11 @@ class VanillaDiscriminator(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images).squeeze(1)
 
+    def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(the last hidden layer's activations [N, F], logits [N]) from one forward pass (feature matching)."""
+        features = self.net[:-1](images)
+        return features, self.net[-1](features).squeeze(1)
+
 
 class VanillaGAN(GANModule):
     """MLP generator and discriminator; every other option is the base module's (``GANModule``)."""

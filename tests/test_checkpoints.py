@@ -77,7 +77,7 @@ def test_a_class_outside_the_project_is_refused_and_its_module_never_imported(va
         checkpoint["gan_class_path"] = class_path
         path = tmp_path / "stranger.ckpt"
         torch.save(checkpoint, path)
-        with pytest.raises(UnsafeCheckpointError, match=f"names the model class '{class_path}'.*not a subclass"):
+        with pytest.raises(UnsafeCheckpointError, match=f"names the class '{class_path}'.*not a subclass of gan_modules.base.GANModule"):
             load_gan(path)
     assert not (tmp_path / "imported").exists() and "stranger_module" not in sys.modules
 
@@ -104,3 +104,30 @@ def test_resume_uses_the_configured_hyper_parameters_not_the_checkpoints(vanilla
     cli = cli_main([*args, "--trainer.default_root_dir", str(tmp_path / "runs")])
     assert cli.model.hparams.lr == 1e-5 and cli.trainer.current_epoch == 2
     assert [r.name for r in run_dirs(tmp_path / "runs")] == [cli.run_dir.name]
+
+
+def test_python_api_checkpoints_with_objective_and_tricks_load_safely_with_their_state(tmp_path):
+    from helpers import make_trainer
+
+    from datamodules import SyntheticDataModule
+    from gan_modules import DCGAN
+    from gan_modules.objectives import Hinge
+    from gan_modules.tricks import R1, HistoricalAveraging
+
+    model = DCGAN(latent_dim=8, image_size=16, num_channels=1, g_channels=4, d_channels=4, objective=Hinge(),
+                  tricks=[R1(every=3), HistoricalAveraging(window=2)])  # fmt: skip
+    trainer = make_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=16, batch_size=8))
+    trainer.save_checkpoint(tmp_path / "api.ckpt", weights_only=False)
+    hparams = torch.load(tmp_path / "api.ckpt", weights_only=True)["hyper_parameters"]  # plain values only
+    assert hparams["objective"] == {"class_path": "gan_modules.objectives.Hinge", "init_args": {}}
+    restored = load_gan(tmp_path / "api.ckpt")
+    assert type(restored.objective).__name__ == "Hinge" and restored.tricks[0].every == 3
+    torch.testing.assert_close(restored.tricks[1].d_history, model.tricks[1].d_history)
+
+
+def test_a_spec_naming_a_class_of_the_wrong_kind_is_refused():
+    from gan_modules import DCGAN
+
+    with pytest.raises(ValueError, match="'torch.nn.Linear', which is not a subclass of gan_modules.tricks.base.Trick"):
+        DCGAN(image_size=16, tricks=[{"class_path": "torch.nn.Linear", "init_args": {"in_features": 1}}])

@@ -1,0 +1,18 @@
+"""Training tricks as YAML list items (``model.tricks``); see ``base.py`` for the hooks and docs/tricks.md."""
+
+from gan_modules.tricks.augment import DiffAugment, InstanceNoise
+from gan_modules.tricks.base import DOut, Step, Trick
+from gan_modules.tricks.matching import FeatureMatching, HistoricalAveraging
+from gan_modules.tricks.penalties import DRAGAN, R1
+
+__all__ = [
+    "DOut",
+    "DRAGAN",
+    "DiffAugment",
+    "FeatureMatching",
+    "HistoricalAveraging",
+    "InstanceNoise",
+    "R1",
+    "Step",
+    "Trick",
+]

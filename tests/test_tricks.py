@@ -1,0 +1,197 @@
+"""Training tricks: each one trains, does its math, keeps its state across a checkpoint, and says no clearly."""
+
+import pytest
+import torch
+from helpers import make_trainer
+from torch import nn
+
+from datamodules import SyntheticDataModule
+from gan_modules import DCGAN, Pix2PixGAN, VanillaGAN
+from gan_modules.tricks import DRAGAN, R1, DiffAugment, DOut, FeatureMatching, HistoricalAveraging, InstanceNoise, Step
+
+# Every trick, the loss term it logs (None: it only changes D's inputs) and the network it adds it to.
+TRICKS = [
+    (lambda: InstanceNoise(std=0.2, anneal_steps=10), None),
+    (lambda: DiffAugment(), None),
+    (lambda: R1(gamma=1.0, every=2), "train/d_r1"),
+    (lambda: DRAGAN(), "train/d_dragan"),
+    (lambda: FeatureMatching(), "train/g_feature_matching"),
+    (lambda: HistoricalAveraging(window=3), "train/d_historical_averaging"),
+]
+
+
+def tiny_dcgan(**kwargs):
+    return DCGAN(latent_dim=8, image_size=16, num_channels=1, g_channels=4, d_channels=4, **kwargs)
+
+
+@pytest.mark.parametrize("make, key", TRICKS, ids=lambda x: getattr(x, "__name__", str(x)))
+def test_every_trick_trains_with_finite_losses_and_logs_its_term(tmp_path, make, key):
+    model = tiny_dcgan(tricks=[make()])
+    seen = {}
+    model.log_dict = lambda values, **_: seen.update({k: float(v) for k, v in values.items()})
+    trainer = make_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=32, batch_size=8))
+    assert (model.d_updates, model.g_updates) == (4, 4)
+    assert all(torch.isfinite(torch.tensor(v)) for v in seen.values())
+    assert {"train/d_loss", "train/g_loss"} <= set(seen)
+    if key is not None:
+        assert key in seen
+
+
+def test_tricks_compose_in_one_list_and_see_real_and_fake_alike(tmp_path):
+    calls = []
+
+    class Spy(InstanceNoise):
+        def d_input(self, images, gan):
+            calls.append(images.requires_grad)
+            return super().d_input(images, gan)
+
+    model = tiny_dcgan(tricks=[Spy(std=0.0), DiffAugment(policy=["translation"]), R1(gamma=1.0)])
+    make_trainer(tmp_path, max_epochs=1, limit_train_batches=1).fit(
+        model, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=8, batch_size=8)
+    )
+    # One batch: D sees the reals and the detached fakes, then G's fakes (which carry G's graph).
+    assert calls == [False, False, True]
+
+
+def test_instance_noise_anneals_to_zero_with_the_saved_update_count():
+    trick = InstanceNoise(std=0.2, anneal_steps=100)
+    assert [trick.current_std(t) for t in (0, 50, 100, 500)] == [0.2, 0.1, 0.0, 0.0]
+    gan = tiny_dcgan(tricks=[trick])
+    gan.d_updates = 50
+    x = torch.zeros(64, 1, 16, 16)
+    assert abs(float(gan.d_input(x).std()) - 0.1) < 0.01
+    gan.d_updates = 100
+    assert torch.equal(gan.d_input(x), x)
+    assert InstanceNoise(std=0.3, anneal_steps=0).current_std(10**6) == 0.3
+
+
+def test_diffaugment_translates_cuts_out_and_lets_gradients_through():
+    torch.manual_seed(0)
+    gan = tiny_dcgan()
+    x = torch.zeros(16, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0
+    moved = DiffAugment(policy=["translation"], translation_ratio=0.125).d_input(x, gan)
+    rows, cols = (moved[:, 0] == 1).nonzero()[:, 1], (moved[:, 0] == 1).nonzero()[:, 2]
+    assert len(rows) == 16 and (rows - 8).abs().max() <= 2 and (cols - 8).abs().max() <= 2  # 0.125 * 16 = 2
+    assert (rows != 8).any() or (cols != 8).any()
+    ones = torch.ones(8, 1, 16, 16)
+    cut = DiffAugment(policy=["cutout"], cutout_ratio=0.5).d_input(ones, gan)
+    zeros = (cut == 0).flatten(1).sum(1)
+    assert zeros.le(64).all() and zeros.gt(0).all()  # one 8x8 square per image, clipped at the edges
+    y = torch.randn(4, 1, 16, 16, requires_grad=True)
+    DiffAugment().d_input(y, gan).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown policy \\['blur'\\]"):
+        DiffAugment(policy=["color", "blur"])
+
+
+class Linear(nn.Module):
+    """D(x) = w . x: its input gradient is w everywhere."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x):
+        return (x.flatten(1) * self.w).sum(1)
+
+
+def step_with(d, real, update=0):
+    return Step(gan=None, update=update, real_in=real, fake_in=real, real_out=None, fake_out=None, d=d)
+
+
+def test_r1_is_half_gamma_times_the_squared_input_gradient_and_lazy_steps_scale_by_k():
+    w = torch.full((12,), 0.5)
+    real = torch.randn(4, 3, 2, 2)
+    (value,) = R1(gamma=10.0).d_terms(step_with(Linear(w), real)).values()
+    torch.testing.assert_close(value, torch.tensor(10.0 / 2 * 12 * 0.25))
+    lazy = R1(gamma=10.0, every=4)
+    assert lazy.d_terms(step_with(Linear(w), real, update=1)) == {}
+    torch.testing.assert_close(lazy.d_terms(step_with(Linear(w), real, update=4))["r1"], 4 * value)
+
+
+def test_dragan_is_zero_for_a_unit_gradient_and_grows_with_its_distance_from_one():
+    real = torch.randn(4, 1, 3, 3)
+    unit = torch.zeros(9)
+    unit[0] = 1.0
+    assert float(DRAGAN(weight=10.0).d_terms(step_with(Linear(unit), real))["dragan"]) == pytest.approx(0, abs=1e-6)
+    double = DRAGAN(weight=10.0).d_terms(step_with(Linear(2 * unit), real))["dragan"]
+    assert float(double) == pytest.approx(10.0)
+
+
+def test_feature_matching_is_the_squared_distance_of_d_feature_means():
+    gan = tiny_dcgan(tricks=[FeatureMatching(weight=2.0)])
+    real, fake = torch.randn(6, 1, 16, 16), torch.randn(6, 1, 16, 16)
+    real_out, fake_out = gan.d_out(real, None), gan.d_out(fake, None)
+    assert real_out.features.shape[0] == 6 and real_out.logits.shape == (6,)
+    torch.testing.assert_close(real_out.logits, gan.discriminator(real))  # the same pass gives both
+    step = Step(gan, 0, real, fake, real_out, fake_out, gan.discriminator)
+    expected = 2.0 * (real_out.features.mean(0) - fake_out.features.mean(0)).pow(2).sum()
+    torch.testing.assert_close(gan.tricks[0].g_terms(step)["feature_matching"], expected)
+
+
+def test_historical_averaging_tracks_the_mean_of_past_weights_and_resumes_exactly(tmp_path):
+    gan = tiny_dcgan(tricks=[HistoricalAveraging(weight=1.0, networks="d", window=2)])
+    trick = gan.tricks[0]
+    params = lambda: torch.cat([p.detach().flatten() for p in gan.discriminator.parameters()])
+    first = params().clone()
+    with torch.no_grad():
+        for p in gan.discriminator.parameters():
+            p.add_(1.0)
+    trick.after_d_step(gan)  # history: [initial, initial + 1]
+    with torch.no_grad():
+        for p in gan.discriminator.parameters():
+            p.add_(1.0)
+    # theta = initial + 2, average of the window = initial + 0.5 -> 1.5^2 per parameter.
+    value = trick.d_terms(Step(gan, 0, None, None, None, None, None))["historical_averaging"]
+    torch.testing.assert_close(value, torch.tensor(2.25 * first.numel()))
+    trick.after_d_step(gan)  # the ring now holds initial + 2 and initial + 1
+    restored = tiny_dcgan(tricks=[HistoricalAveraging(weight=1.0, networks="d", window=2)])
+    restored.load_state_dict(gan.state_dict())
+    torch.testing.assert_close(restored.tricks[0].d_history, trick.d_history)
+    assert int(restored.tricks[0].d_count) == 3
+    running = HistoricalAveraging(weight=1.0, networks="g")
+    running.setup(tiny_dcgan())
+    assert not hasattr(running, "d_history") and running.g_history.ndim == 1
+
+
+def test_variants_that_cannot_take_a_trick_say_so_at_construction():
+    with pytest.raises(ValueError, match="FeatureMatching needs D's intermediate features.*Pix2PixGAN"):
+        Pix2PixGAN(image_size=32, num_channels=3, g_channels=4, d_channels=4, tricks=[FeatureMatching()])
+    with pytest.raises(ValueError, match="DiffAugment augments images D judges alone"):
+        Pix2PixGAN(image_size=32, num_channels=3, g_channels=4, d_channels=4, tricks=[DiffAugment()])
+    with pytest.raises(ValueError, match="every must be >= 1"):
+        R1(every=0)
+    VanillaGAN(latent_dim=4, image_size=8, num_channels=1, g_hidden_dims=(8,), d_hidden_dims=(8,),
+               tricks=[FeatureMatching()])  # fmt: skip
+    assert isinstance(DOut(torch.zeros(1)).features, type(None))
+
+
+def test_yaml_overlays_and_command_line_appends_compose_tricks(tmp_path):
+    from test_cli import CSV_ONLY, ROOT, fit
+
+    cli = fit(tmp_path / "a", "dcgan_mnist.yaml", *CSV_ONLY, "--config", str(ROOT / "configs/tricks/r1.yaml"),
+              "--model.tricks+=gan_modules.tricks.InstanceNoise", "--model.tricks.std", "0.3")  # fmt: skip
+    r1, noise = cli.model.tricks
+    assert isinstance(r1, R1) and (r1.gamma, r1.every) == (10.0, 16)
+    assert isinstance(noise, InstanceNoise) and noise.std == 0.3
+    saved = (cli.run_dir / "config.yaml").read_text()
+    assert "gan_modules.tricks.R1" in saved and "gan_modules.tricks.InstanceNoise" in saved
+    # Two overlays that each set a list: jsonargparse would keep only the last one, so the CLI stops.
+    overlays = ["--config", str(ROOT / "configs/tricks/r1.yaml"), "--config", str(ROOT / "configs/tricks/dragan.yaml")]
+    with pytest.raises(ValueError, match="each set model.tricks.*--model.tricks\\+="):
+        fit(tmp_path / "b", "dcgan_mnist.yaml", *CSV_ONLY, *overlays)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    "overlay",
+    sorted(p.name for p in (__import__("pathlib").Path(__file__).parents[1] / "configs" / "tricks").glob("*.yaml")),
+)
+def test_every_trick_overlay_trains_through_the_cli(tmp_path, overlay):
+    from test_cli import CSV_ONLY, ROOT, fit
+
+    cli = fit(tmp_path, "dcgan_mnist.yaml", *CSV_ONLY, "--config", str(ROOT / "configs" / "tricks" / overlay))
+    assert len(cli.model.tricks) == 1 and cli.trainer.global_step == 4
+    assert (cli.run_dir / "checkpoints" / "last.ckpt").is_file()
