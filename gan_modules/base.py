@@ -325,14 +325,17 @@ class GANModule(pl.LightningModule):
         self.d_updates += 1
         self.recent_d_outputs.append((real_logits.detach(), fake_logits.detach()))  # for the W&B histogram
         with torch.no_grad():
-            # D(x) and D(G(z)) as probabilities, and the accuracy of D's real/fake call at 0.5.
-            real_prob, fake_prob = torch.sigmoid(real_logits), torch.sigmoid(fake_logits)
+            # D's raw scores for every objective; as probabilities (and the accuracy of D's call at 0.5)
+            # only where the loss is a cross-entropy: a Wasserstein or hinge critic's sigmoid means nothing.
             stats = {
                 "train/d_loss": d_loss.detach(),
-                "train/d_real": real_prob.mean(),
-                "train/d_fake": fake_prob.mean(),
-                "train/d_acc": 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()),
+                "train/d_real_score": real_logits.float().mean(),
+                "train/d_fake_score": fake_logits.float().mean(),
             }
+            if self.objective.probabilistic:
+                stats["train/d_real"] = torch.sigmoid(real_logits).mean()
+                stats["train/d_fake"] = torch.sigmoid(fake_logits).mean()
+                stats["train/d_acc"] = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
             if penalty is not None:
                 stats["train/d_penalty"] = penalty.detach()
             stats.update({f"train/d_{name}": value.detach() for name, value in terms.items()})

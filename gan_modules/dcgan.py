@@ -7,7 +7,14 @@ from typing import Literal
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
-from gan_modules.layers import init_dcgan_weights, maybe_spectral_norm, normalization_2d
+from gan_modules.layers import (
+    MinibatchDiscrimination,
+    MinibatchStdDev,
+    init_dcgan_weights,
+    maybe_spectral_norm,
+    normalization_2d,
+    upsample_2x,
+)
 
 
 def dcgan_stages(image_size: int) -> tuple[int, int]:
@@ -43,6 +50,7 @@ class DCGANGenerator(nn.Module):
         num_channels: int = 3,
         base_channels: int = 64,
         bn_momentum: float = 0.5,  # seed 002: Keras BatchNormalization(momentum=0.5) -> PyTorch 0.5
+        upsample: Literal["transpose", "nearest", "pixelshuffle"] = "transpose",
     ) -> None:
         super().__init__()
         start, stages = dcgan_stages(image_size)
@@ -54,7 +62,7 @@ class DCGANGenerator(nn.Module):
         ]
         for _ in range(stages - 1):
             layers += [
-                nn.ConvTranspose2d(width, width // 2, kernel_size=4, stride=2, padding=1, bias=False),
+                upsample_2x(width, width // 2, upsample, bias=False),
                 nn.BatchNorm2d(width // 2, momentum=bn_momentum),
                 nn.LeakyReLU(0.2),
             ]
@@ -63,7 +71,7 @@ class DCGANGenerator(nn.Module):
             nn.Conv2d(width, width, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(width, momentum=bn_momentum),
             nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(width, num_channels, kernel_size=4, stride=2, padding=1),
+            upsample_2x(width, num_channels, upsample, bias=True),
             nn.Tanh(),
         ]
         self.net = nn.Sequential(*layers)
@@ -86,6 +94,7 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,
         bn_momentum: float = 0.5,  # seed 002
         dropout: float = 0.0,
+        minibatch: Literal["none", "stddev", "discrimination"] = "none",
     ) -> None:
         super().__init__()
         start, stages = dcgan_stages(image_size)
@@ -102,10 +111,19 @@ class DCGANDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2),
             ]
             width *= 2
+        if minibatch == "stddev":  # on the last feature map, as Karras et al. 2018 do
+            layers.append(MinibatchStdDev())
+            width += 1
         layers.append(nn.Flatten())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers.append(maybe_spectral_norm(nn.Linear(width * start * start, 1), spectral_norm))
+        features = width * start * start
+        if minibatch == "discrimination":
+            layers.append(MinibatchDiscrimination(features))
+            features += layers[-1].num_kernels
+        elif minibatch not in ("none", "stddev"):
+            raise ValueError(f"unknown minibatch layer {minibatch!r}; choose 'none', 'stddev' or 'discrimination'")
+        layers.append(maybe_spectral_norm(nn.Linear(features, 1), spectral_norm))
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
 
@@ -132,6 +150,8 @@ class DCGAN(GANModule):
         d_spectral_norm: bool = False,
         d_dropout: float = 0.0,
         bn_momentum: float = 0.5,  # seed 002
+        g_upsample: Literal["transpose", "nearest", "pixelshuffle"] = "transpose",
+        d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
         **kwargs,
     ) -> None:
         super().__init__(
@@ -141,6 +161,7 @@ class DCGAN(GANModule):
                 num_channels=num_channels,
                 base_channels=g_channels,
                 bn_momentum=bn_momentum,
+                upsample=g_upsample,
             ),
             discriminator=DCGANDiscriminator(
                 image_size=image_size,
@@ -150,6 +171,7 @@ class DCGAN(GANModule):
                 spectral_norm=d_spectral_norm,
                 bn_momentum=bn_momentum,
                 dropout=d_dropout,
+                minibatch=d_minibatch,
             ),
             latent_dim=latent_dim,
             **kwargs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -76,3 +77,68 @@ class UNetUp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+def upsample_2x(in_channels: int, out_channels: int, mode: str = "transpose", bias: bool = False) -> nn.Module:
+    """A x2 upsampling layer: ``transpose`` (4x4 stride-2 transposed conv, DCGAN's), ``nearest`` (nearest-neighbour
+    resize + 3x3 conv, Odena et al. 2016: no checkerboard artifacts) or ``pixelshuffle`` (3x3 conv to 4x the
+    channels + sub-pixel shuffle, Shi et al. 2016)."""
+    if mode == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+    if mode == "nearest":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias),
+        )
+    if mode == "pixelshuffle":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, out_channels * 4, kernel_size=3, padding=1, bias=bias), nn.PixelShuffle(2)
+        )
+    raise ValueError(f"unknown upsampling {mode!r}; choose 'transpose', 'nearest' or 'pixelshuffle'")
+
+
+class MinibatchStdDev(nn.Module):
+    """Appends one channel (or feature): the mean standard deviation over groups of ``group_size`` samples
+    (Karras et al. 2018). A collapsed batch has a small value there, which D learns to notice.
+
+    [N, C, H, W] -> [N, C + 1, H, W]; [N, F] -> [N, F + 1]. N must be divisible by the group size, or
+    smaller than it (then the whole batch is one group).
+    """
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        if group_size < 2:
+            raise ValueError(f"minibatch stddev group_size must be >= 2, got {group_size}")
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        g = min(self.group_size, n)
+        if n % g:
+            g = 1 if n == 1 else next(d for d in range(g, 0, -1) if n % d == 0)
+        y = x.float().reshape(g, n // g, *x.shape[1:])  # [G, M, ...]: sample i is in group i % M
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt()  # [M, ...]
+        stat = std.flatten(1).mean(1)  # [M]
+        stat = stat.repeat(g).to(x.dtype)  # back to [N], sample i gets its group's value
+        shape = (n, 1, *x.shape[2:]) if x.ndim == 4 else (n, 1)
+        return torch.cat([x, stat.view(n, *([1] * (x.ndim - 1))).expand(shape)], dim=1)
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016): [N, A] -> [N, A + B].
+
+    Each sample's features go through a learned tensor T [A, B * C] to B rows of size C; for each row b,
+    o_b(x_i) = sum over the other samples j of exp(-||M_i,b - M_j,b||_1). Samples that look alike get large
+    values, so D can tell a collapsed batch of fakes from a varied batch of reals.
+    """
+
+    def __init__(self, in_features: int, num_kernels: int = 50, kernel_dim: int = 5) -> None:
+        super().__init__()
+        self.num_kernels, self.kernel_dim = num_kernels, kernel_dim
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) * 0.1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = (x @ self.T).view(-1, self.num_kernels, self.kernel_dim)  # [N, B, C]
+        l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(3)  # [N, N, B]
+        o = torch.exp(-l1).sum(1) - 1.0  # minus each sample's exp(0) with itself
+        return torch.cat([x, o], dim=1)

@@ -33,6 +33,10 @@ def _targets(logits: Tensor, label_range: tuple[float, float]) -> Tensor:
 class Objective:
     """The interface every objective implements; see the module docstring."""
 
+    # True when D's logits are log-odds of "real" (a cross-entropy loss): sigmoid(logit) is then D's
+    # probability, logged as train/d_real and train/d_fake. Critics (Wasserstein, hinge, least squares) say False.
+    probabilistic: bool = False
+
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -58,6 +62,8 @@ class _CrossEntropyObjective(Objective):
     (0.9, 0.9) is one-sided label smoothing (Salimans et al. 2016); real (0.8, 1.0) with fake
     (0.0, 0.2) is the noisy labels of seed 002. The defaults are the exact 1/0 targets.
     """
+
+    probabilistic = True
 
     def __init__(self, real_label: tuple[float, float] = (1.0, 1.0), fake_label: tuple[float, float] = (0.0, 0.0)):
         for name, (low, high) in (("real_label", real_label), ("fake_label", fake_label)):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-TRAIN_KEYS = ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake")
+TRAIN_KEYS = ("train/d_loss", "train/g_loss")
 VAL_KEYS = ("val/fid", "val/kid")
 
 
@@ -68,9 +68,16 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
     groups = [
         (axes[0], ("train/d_loss", "train/g_loss"), "loss"),
-        (axes[1], ("train/d_real", "train/d_fake"), "mean D output"),
+        (axes[1], ("train/d_real", "train/d_fake"), "mean D(x), D(G(z))"),
     ]
-    labels = {"train/d_real": "D(x), real", "train/d_fake": "D(G(z)), fake"}
+    if "train/d_real" not in series:  # a critic (Wasserstein, hinge, LS): its raw scores instead
+        groups[1] = (axes[1], ("train/d_real_score", "train/d_fake_score"), "mean D score")
+    labels = {
+        "train/d_real": "D(x), real",
+        "train/d_fake": "D(G(z)), fake",
+        "train/d_real_score": "real",
+        "train/d_fake_score": "fake",
+    }
     for ax, keys, ylabel in groups:
         for key in keys:
             if key not in series:

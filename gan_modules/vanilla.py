@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
-from gan_modules.layers import keras_bn_momentum
+from gan_modules.layers import MinibatchDiscrimination, MinibatchStdDev, keras_bn_momentum
 
 
 class VanillaGenerator(nn.Module):
@@ -42,13 +43,26 @@ class VanillaGenerator(nn.Module):
 class VanillaDiscriminator(nn.Module):
     """images [N, C, H, W] -> logits [N]. Dense 512-256-1 with LeakyReLU 0.2, no sigmoid."""
 
-    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), hidden_dims: tuple[int, ...] = (512, 256)):
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        hidden_dims: tuple[int, ...] = (512, 256),
+        minibatch: Literal["none", "stddev", "discrimination"] = "none",
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(image_shape)
         for hidden in hidden_dims:
             layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
             width = hidden
+        if minibatch == "stddev":
+            layers.append(MinibatchStdDev())
+            width += 1
+        elif minibatch == "discrimination":
+            layers.append(MinibatchDiscrimination(width))
+            width += layers[-1].num_kernels
+        elif minibatch != "none":
+            raise ValueError(f"unknown minibatch layer {minibatch!r}; choose 'none', 'stddev' or 'discrimination'")
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
 
@@ -77,6 +91,7 @@ class VanillaGAN(GANModule):
         g_hidden_dims: tuple[int, ...] = (256, 512, 1024),
         d_hidden_dims: tuple[int, ...] = (512, 256),
         dropout: float = 0.0,  # seed 003 uses 0.1
+        d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
         **kwargs,
     ) -> None:
         image_shape = (num_channels, image_size, image_size)
@@ -84,7 +99,9 @@ class VanillaGAN(GANModule):
             generator=VanillaGenerator(
                 latent_dim=latent_dim, image_shape=image_shape, hidden_dims=g_hidden_dims, dropout=dropout
             ),
-            discriminator=VanillaDiscriminator(image_shape=image_shape, hidden_dims=d_hidden_dims),
+            discriminator=VanillaDiscriminator(
+                image_shape=image_shape, hidden_dims=d_hidden_dims, minibatch=d_minibatch
+            ),
             latent_dim=latent_dim,
             **kwargs,
         )

@@ -77,7 +77,9 @@ def test_a_class_outside_the_project_is_refused_and_its_module_never_imported(va
         checkpoint["gan_class_path"] = class_path
         path = tmp_path / "stranger.ckpt"
         torch.save(checkpoint, path)
-        with pytest.raises(UnsafeCheckpointError, match=f"names the class '{class_path}'.*not a subclass of gan_modules.base.GANModule"):
+        with pytest.raises(
+            UnsafeCheckpointError, match=f"names the class '{class_path}'.*not a subclass of gan_modules.base.GANModule"
+        ):
             load_gan(path)
     assert not (tmp_path / "imported").exists() and "stranger_module" not in sys.modules
 

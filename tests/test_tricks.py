@@ -7,7 +7,19 @@ from torch import nn
 
 from datamodules import SyntheticDataModule
 from gan_modules import DCGAN, Pix2PixGAN, VanillaGAN
-from gan_modules.tricks import DRAGAN, R1, DiffAugment, DOut, FeatureMatching, HistoricalAveraging, InstanceNoise, Step
+from gan_modules.layers import MinibatchDiscrimination, MinibatchStdDev
+from gan_modules.tricks import (
+    DRAGAN,
+    R1,
+    DiffAugment,
+    DOut,
+    FeatureMatching,
+    HistoricalAveraging,
+    InstanceNoise,
+    PacGAN,
+    SpectralNorm,
+    Step,
+)
 
 # Every trick, the loss term it logs (None: it only changes D's inputs) and the network it adds it to.
 TRICKS = [
@@ -17,7 +29,12 @@ TRICKS = [
     (lambda: DRAGAN(), "train/d_dragan"),
     (lambda: FeatureMatching(), "train/g_feature_matching"),
     (lambda: HistoricalAveraging(window=3), "train/d_historical_averaging"),
+    (lambda: SpectralNorm(), None),
+    (lambda: PacGAN(m=2), None),
 ]
+# Network options of the variants (the catalogue's layer tricks), trained the same way.
+OPTIONS = [dict(g_upsample="nearest"), dict(g_upsample="pixelshuffle"), dict(d_minibatch="stddev"),
+           dict(d_minibatch="discrimination")]  # fmt: skip
 
 
 def tiny_dcgan(**kwargs):
@@ -195,3 +212,82 @@ def test_every_trick_overlay_trains_through_the_cli(tmp_path, overlay):
     cli = fit(tmp_path, "dcgan_mnist.yaml", *CSV_ONLY, "--config", str(ROOT / "configs" / "tricks" / overlay))
     assert len(cli.model.tricks) == 1 and cli.trainer.global_step == 4
     assert (cli.run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_every_network_option_trains(tmp_path, options):
+    model = tiny_dcgan(**options)
+    trainer = make_trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=16, batch_size=8))
+    assert model.g_updates == 2 and model.generator(torch.randn(3, 8)).shape == (3, 1, 16, 16)
+
+
+def test_minibatch_stddev_appends_the_group_std_and_sees_a_collapsed_batch():
+    layer = MinibatchStdDev(group_size=2)
+    x = torch.randn(4, 3, 2, 2)
+    out = layer(x)
+    assert out.shape == (4, 4, 2, 2) and torch.equal(out[:, :3], x)
+    # Groups pair sample i with sample i + 2 (Karras et al.'s reshape); the stat is their std, averaged.
+    expected = ((x[:2] - x[2:]).abs() / 2).flatten(1).mean(1)
+    torch.testing.assert_close(out[:, 3, 0, 0], expected.repeat(2), atol=1e-4, rtol=1e-4)
+    collapsed = layer(x[:1].expand(4, 3, 2, 2).contiguous())
+    assert collapsed[:, 3].abs().max() < 1e-3
+
+
+def test_minibatch_discrimination_scores_alike_samples_high():
+    layer = MinibatchDiscrimination(in_features=6, num_kernels=4, kernel_dim=3)
+    same = layer(torch.ones(5, 6))
+    assert same.shape == (5, 10)
+    torch.testing.assert_close(same[:, 6:], torch.full((5, 4), 4.0))  # exp(0) from each of the 4 others
+    spread = layer(torch.randn(5, 6) * 100)
+    assert spread[:, 6:].max() < 0.01
+
+
+def test_upsampling_modes_keep_the_image_size():
+    for mode, layer in (("nearest", nn.Upsample), ("pixelshuffle", nn.PixelShuffle), ("transpose", nn.ConvTranspose2d)):
+        g = tiny_dcgan(g_upsample=mode).generator
+        assert any(isinstance(m, layer) for m in g.modules())
+        assert g(torch.randn(2, 8)).shape == (2, 1, 16, 16)
+
+
+def test_pacgan_packs_m_samples_along_channels_and_widens_ds_input():
+    gan = tiny_dcgan(tricks=[PacGAN(m=2)])
+    first = next(m for m in gan.discriminator.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 2
+    x = torch.arange(5 * 16 * 16, dtype=torch.float32).view(5, 1, 16, 16)
+    packed = gan.d_input(x)
+    assert packed.shape == (2, 2, 16, 16)  # 5 -> 4 images -> 2 packs of 2
+    torch.testing.assert_close(packed[1, 1], x[3, 0])
+    assert gan.d_out(packed, None).logits.shape == (2,)
+
+
+def test_spectral_norm_wraps_every_d_layer_and_bounds_its_gain():
+    from torch.nn.utils import parametrize
+
+    gan = tiny_dcgan(tricks=[SpectralNorm()])
+    layers = [m for m in gan.discriminator.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert layers and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    linear = layers[-1]
+    for _ in range(20):  # power iterations run in training mode
+        linear(torch.randn(1, linear.in_features))
+    assert torch.linalg.matrix_norm(linear.weight.detach(), ord=2) == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "objective, probabilities", [("NonSaturating", True), ("Hinge", False), ("WassersteinGP", False)]
+)
+def test_d_outputs_are_logged_as_raw_scores_and_as_probabilities_only_for_cross_entropy(
+    tmp_path, objective, probabilities
+):
+    import gan_modules.objectives as objectives
+
+    model = tiny_dcgan(objective=getattr(objectives, objective)())
+    seen = {}
+    model.log_dict = lambda values, **_: seen.update(values)
+    make_trainer(tmp_path, max_epochs=1, limit_train_batches=1).fit(
+        model, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=8, batch_size=8)
+    )
+    assert {"train/d_real_score", "train/d_fake_score"} <= set(seen)
+    assert ({"train/d_real", "train/d_fake", "train/d_acc"} <= set(seen)) is probabilities
+    if not probabilities:
+        assert not {"train/d_real", "train/d_fake", "train/d_acc"} & set(seen)

@@ -3,6 +3,7 @@
 from gan_modules.tricks.augment import DiffAugment, InstanceNoise
 from gan_modules.tricks.base import DOut, Step, Trick
 from gan_modules.tricks.matching import FeatureMatching, HistoricalAveraging
+from gan_modules.tricks.network import PacGAN, SpectralNorm
 from gan_modules.tricks.penalties import DRAGAN, R1
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "FeatureMatching",
     "HistoricalAveraging",
     "InstanceNoise",
+    "PacGAN",
     "R1",
+    "SpectralNorm",
     "Step",
     "Trick",
 ]
