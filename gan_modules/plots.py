@@ -181,3 +181,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {path}")
     return 0
+
+
+def plot_points(samples: Tensor, means: Tensor, path: str | Path, title: str = "", sigma: float | None = None) -> Path:
+    """Scatter of generated 2-D points over the mixture's modes (circles of 3 sigma: the high-quality zone)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.6), constrained_layout=True)
+    points = samples.detach().float().cpu()
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.35, color="C0", linewidths=0)
+    centres = means.detach().float().cpu()
+    ax.scatter(centres[:, 0], centres[:, 1], s=14, marker="x", color="C3")
+    if sigma is not None:
+        for cx, cy in centres.tolist():
+            ax.add_patch(matplotlib.patches.Circle((cx, cy), 3 * sigma, fill=False, color="C3", linewidth=0.6))
+    span = float(centres.abs().max()) * 1.5 + 0.2
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,105 @@
+"""A small MLP GAN for 2-D point sets (the mixtures of datamodules/toy.py): the mode-collapse test bed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from gan_modules.base import GANModule
+from gan_modules.layers import MinibatchDiscrimination, MinibatchStdDev
+
+
+def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), *([nn.BatchNorm1d(b)] if batch_norm else []), activation()]
+    return layers
+
+
+class ToyGenerator(nn.Module):
+    """z [N, latent_dim] -> points [N, 2], unbounded (no tanh): the grid spans -4..4."""
+
+    def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (400, 400, 400, 400)) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            *mlp([latent_dim, *hidden_dims], nn.ReLU, batch_norm=True), nn.Linear(hidden_dims[-1], 2)
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class ToyDiscriminator(nn.Module):
+    """points [N, 2] (or [N, 2m] packed) -> logits [N]."""
+
+    def __init__(
+        self,
+        hidden_dims: tuple[int, ...] = (200, 200, 200),
+        minibatch: Literal["none", "stddev", "discrimination"] = "none",
+    ) -> None:
+        super().__init__()
+        layers = mlp([2, *hidden_dims], lambda: nn.LeakyReLU(0.2))
+        width = hidden_dims[-1]
+        if minibatch == "stddev":
+            layers.append(MinibatchStdDev())
+            width += 1
+        elif minibatch == "discrimination":
+            layers.append(MinibatchDiscrimination(width))
+            width += layers[-1].num_kernels
+        elif minibatch != "none":
+            raise ValueError(f"unknown minibatch layer {minibatch!r}; choose 'none', 'stddev' or 'discrimination'")
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, points: Tensor) -> Tensor:
+        return self.net(points).squeeze(1)
+
+    def features_and_logits(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.net[:-1](points)
+        return features, self.net[-1](features).squeeze(1)
+
+
+class ToyGAN(GANModule):
+    """MLP GAN on 2-D points. G: 4 x 400 ReLU + BatchNorm (PacGAN's toy generator); D: 3 x 200 LeakyReLU.
+
+    Points are not images: ``generate`` returns them unclamped, FID is off (``val_num_samples: 0``), and
+    ``datamodules.toy.mode_coverage`` scores samples instead.
+    """
+
+    cpu_bf16_pays = False
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        g_hidden_dims: tuple[int, ...] = (400, 400, 400, 400),
+        d_hidden_dims: tuple[int, ...] = (200, 200, 200),
+        d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        ema_decay: float | None = None,
+        val_num_samples: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            generator=ToyGenerator(latent_dim, g_hidden_dims),
+            discriminator=ToyDiscriminator(d_hidden_dims, d_minibatch),
+            latent_dim=latent_dim,
+            lr=lr,
+            betas=betas,
+            ema_decay=ema_decay,
+            val_num_samples=val_num_samples,
+            channels_last=False,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """z [N, latent_dim] -> points [N, 2] from the sampling generator in eval mode, not clamped."""
+        net = self.sampling_generator
+        was_training = net.training
+        net.eval()
+        try:
+            return net(z.to(self.device)).float()
+        finally:
+            net.train(was_training)
