@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
 from gan_modules.layers import (
     MinibatchDiscrimination,
     MinibatchStdDev,
+    VirtualBatchNorm2d,
     init_dcgan_weights,
     maybe_spectral_norm,
     normalization_2d,
@@ -51,25 +53,35 @@ class DCGANGenerator(nn.Module):
         base_channels: int = 64,
         bn_momentum: float = 0.5,  # seed 002: Keras BatchNormalization(momentum=0.5) -> PyTorch 0.5
         upsample: Literal["transpose", "nearest", "pixelshuffle"] = "transpose",
+        norm: Literal["batch", "virtual"] = "batch",
+        reference_batch: int = 64,
     ) -> None:
         super().__init__()
         start, stages = dcgan_stages(image_size)
         width = base_channels * 2 ** (stages - 1)
+        if norm not in ("batch", "virtual"):
+            raise ValueError(f"unknown generator norm {norm!r}; choose 'batch' or 'virtual'")
+
+        def bn(channels: int) -> nn.Module:
+            if norm == "virtual":
+                return VirtualBatchNorm2d(channels)
+            return nn.BatchNorm2d(channels, momentum=bn_momentum)
+
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim, width, kernel_size=start, stride=1, padding=0, bias=False),
-            nn.BatchNorm2d(width, momentum=bn_momentum),
+            bn(width),
             nn.LeakyReLU(0.2),
         ]
         for _ in range(stages - 1):
             layers += [
                 upsample_2x(width, width // 2, upsample, bias=False),
-                nn.BatchNorm2d(width // 2, momentum=bn_momentum),
+                bn(width // 2),
                 nn.LeakyReLU(0.2),
             ]
             width //= 2
         layers += [
             nn.Conv2d(width, width, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(width, momentum=bn_momentum),
+            bn(width),
             nn.LeakyReLU(0.2),
             upsample_2x(width, num_channels, upsample, bias=True),
             nn.Tanh(),
@@ -77,8 +89,25 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.latent_dim = latent_dim
         init_dcgan_weights(self)
+        self.virtual = [m for m in self.modules() if isinstance(m, VirtualBatchNorm2d)]
+        if self.virtual:  # VBN's fixed reference batch of latents (a buffer: saved, moved, the same on every rank)
+            reference = torch.randn(reference_batch, latent_dim, generator=torch.Generator().manual_seed(1234))
+            self.register_buffer("reference_z", reference)
 
     def forward(self, z: Tensor) -> Tensor:
+        if self.virtual:  # the reference batch first, so each VBN layer holds this step's reference statistics
+            for layer in self.virtual:
+                layer.collecting = True
+            try:
+                self.net(self.reference_z.to(z.dtype).view(-1, self.latent_dim, 1, 1))
+            finally:
+                for layer in self.virtual:
+                    layer.collecting = False
+            try:
+                return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+            finally:
+                for layer in self.virtual:
+                    layer._reference = None  # holds this step's graph; never reuse it
         return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
 
 
@@ -151,6 +180,7 @@ class DCGAN(GANModule):
         d_dropout: float = 0.0,
         bn_momentum: float = 0.5,  # seed 002
         g_upsample: Literal["transpose", "nearest", "pixelshuffle"] = "transpose",
+        g_norm: Literal["batch", "virtual"] = "batch",
         d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
         **kwargs,
     ) -> None:
@@ -162,6 +192,7 @@ class DCGAN(GANModule):
                 base_channels=g_channels,
                 bn_momentum=bn_momentum,
                 upsample=g_upsample,
+                norm=g_norm,
             ),
             discriminator=DCGANDiscriminator(
                 image_size=image_size,

@@ -142,3 +142,42 @@ class MinibatchDiscrimination(nn.Module):
         l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(3)  # [N, N, B]
         o = torch.exp(-l1).sum(1) - 1.0  # minus each sample's exp(0) with itself
         return torch.cat([x, o], dim=1)
+
+
+class VirtualBatchNorm2d(nn.Module):
+    """Virtual batch normalization (Salimans et al. 2016): each sample is normalized with the statistics of a
+    fixed reference batch combined with the sample itself, so its output does not depend on its batch mates.
+
+    The owning network first runs its reference batch with ``collecting = True`` (the layer stores the
+    reference mean and mean square, and normalizes the reference batch by them), then the real batch: for
+    sample i, mean = (n * ref_mean + mean_i) / (n + 1), likewise for the mean square (per channel, over
+    space). Gradients flow through the reference statistics, as in the paper.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.eps = eps
+        self.collecting = False
+        self._reference: tuple[Tensor, Tensor, int] | None = None
+
+    def _affine(self, x: Tensor, mean: Tensor, meansq: Tensor) -> Tensor:
+        var = (meansq - mean.pow(2)).clamp_min(0)
+        x = (x - mean) / (var + self.eps).sqrt()
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.collecting:
+            mean = x.mean(dim=(0, 2, 3))
+            meansq = x.pow(2).mean(dim=(0, 2, 3))
+            self._reference = (mean, meansq, x.shape[0])
+            return self._affine(x, mean.view(1, -1, 1, 1), meansq.view(1, -1, 1, 1))
+        if self._reference is None:
+            raise RuntimeError("VirtualBatchNorm2d needs its reference batch first; run the network's reference pass")
+        ref_mean, ref_meansq, n = self._reference
+        mean_i = x.mean(dim=(2, 3))  # [N, C]
+        meansq_i = x.pow(2).mean(dim=(2, 3))
+        mean = ((n * ref_mean + mean_i) / (n + 1))[:, :, None, None]
+        meansq = ((n * ref_meansq + meansq_i) / (n + 1))[:, :, None, None]
+        return self._affine(x, mean, meansq)
