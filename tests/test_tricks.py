@@ -304,3 +304,34 @@ def test_virtual_batch_norm_makes_a_samples_output_independent_of_its_batch_mate
     restored = tiny_dcgan(g_norm="virtual")
     restored.load_state_dict(gan.state_dict())
     torch.testing.assert_close(restored.generate(z), gan.generate(z))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dict(tricks=[HistoricalAveraging(window=3), InstanceNoise(std=0.2, anneal_steps=6)]),
+        lambda: dict(tricks=[R1(gamma=1.0, every=3), DiffAugment(), PacGAN(m=2)]),
+        lambda: dict(g_norm="virtual", d_minibatch="discrimination"),
+    ],
+    ids=["historical+noise", "r1+diffaugment+pacgan", "vbn+minibatch"],
+)
+def test_stateful_tricks_resume_bit_exactly(tmp_path, make):
+    """Two epochs in one go == one epoch, a checkpoint, and a resumed second epoch, tricks' state included."""
+    import pytorch_lightning as pl
+
+    def run(max_epochs, ckpt_path=None, save=None):
+        pl.seed_everything(7)
+        model = tiny_dcgan(**make())
+        trainer = make_trainer(tmp_path, max_epochs=max_epochs)
+        trainer.fit(model, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=32, batch_size=8),
+                    ckpt_path=ckpt_path)  # fmt: skip
+        if save:
+            trainer.save_checkpoint(save, weights_only=False)
+        return model
+
+    straight = run(2)
+    run(1, save=tmp_path / "epoch1.ckpt")
+    resumed = run(2, ckpt_path=tmp_path / "epoch1.ckpt")
+    assert resumed.d_updates == straight.d_updates == 8
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
