@@ -211,13 +211,13 @@ def write(results: dict, out: Path, command: str) -> None:
             f"{1000 * r['kid']:.3f} ± {1000 * r['kid_std']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{r['density']:.3f} | {r['coverage']:.3f} | {minutes(r['train_s'])} | {minutes(r['eval_s'])} |"
         )
-    earlier = [r for r in results["runs"] if r.get("machine") and r["machine"] != results["machine"]]
-    if earlier:
-        lines += ["", "Rows kept from an earlier invocation (their run folders need not exist any more):"]
+    measured = [r for r in results["runs"] if r.get("machine")]
+    if measured:
+        lines += ["", "When each row was measured (rows kept from earlier invocations keep their own machine line):"]
         lines += [
-            f"- {r['config']} seed {r['seed']}: measured {r['machine']['date']} on {r['machine']['cpu_flags']}, "
-            f"1-minute load average at the start {r['machine']['load_average_at_start'][0]}."
-            for r in earlier
+            f"- {r['config']} seed {r['seed']}: {r['machine']['date']}, {r['machine']['cpu_flags']}, "
+            f"1-minute load average at its start {r['machine']['load_average_at_start'][0]}."
+            for r in measured
         ]
     lines += ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
     for config in dict.fromkeys(r["config"] for r in results["runs"]):
