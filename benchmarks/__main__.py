@@ -1,6 +1,7 @@
 """``python -m benchmarks``: every benchmark, one after the other, each rewriting its ``benchmarks/results`` file.
 
-    python -m benchmarks                 # full: throughput, loader, FID speed, quality table (N = 10,000)
+    python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures),
+                                         # progress bar, quality table (N = 10,000)
     python -m benchmarks --quick         # a few minutes, CI-sized; writes benchmarks/results/quick/
     python -m benchmarks --only fid_speed throughput
 
@@ -18,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_fid, bench_loader, bench_throughput, quality  # noqa: E402
+from benchmarks import bench_fid, bench_loader, bench_progress_bar, bench_throughput, bench_tricks, quality  # noqa: E402
 
-SECTIONS = ("throughput", "loader", "fid_speed", "quality")
+SECTIONS = ("throughput", "loader", "fid_speed", "tricks", "progress_bar", "quality")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
             bench_fid.run(
                 images=50 if args.quick else 300, batch_size=50, device=bench_fid.default_device(), command=command
             )
+        elif section == "tricks":
+            bench_tricks.main(["--quick"] if args.quick else [])
+        elif section == "progress_bar":
+            if not args.quick:  # a cost of a few percent needs the full-length measurement
+                bench_progress_bar.main()
         elif section == "quality":
             quality.run(args.quick, args.data_dir, command)
         print(f"== {section} done in {time.perf_counter() - start:.0f} s", flush=True)
