@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -53,9 +54,11 @@ PUBLISHED = {
 NUM_EVAL = 2500
 
 
-def run_one(mixture: str, config: str, seed: int, steps: int, batch_size: int, scatter: Path | None) -> dict:
+def run_one(
+    mixture: str, config: str, seed: int, steps: int, batch_size: int, scatter: Path | None, **model_args
+) -> dict:
     pl.seed_everything(seed, verbose=False)
-    model = ToyGAN(**CONFIGS[config]())
+    model = ToyGAN(**CONFIGS[config](), **model_args)
     data = ToyMixtureDataModule(mixture, num_samples=steps * batch_size, batch_size=batch_size, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
@@ -87,14 +90,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=500)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--mixtures", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
+    parser.add_argument("--g_hidden", type=int, nargs="+", default=[256, 256, 256], help="G's hidden widths")
+    parser.add_argument("--d_hidden", type=int, nargs="+", default=[256, 256, 256], help="D's hidden widths")
+    parser.add_argument("--lr", type=float, default=5e-4)
     args = parser.parse_args(argv)
+    model_args = {"g_hidden_dims": tuple(args.g_hidden), "d_hidden_dims": tuple(args.d_hidden), "lr": args.lr}
     quiet_known_warnings()
+    warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no `val_dataloader`")
     seeds = 1 if args.quick else args.seeds
     steps = 300 if args.quick else args.steps
     out = RESULTS / "quick" if args.quick else RESULTS
     figures = out / "tricks"
     figures.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "steps": steps, "batch_size": args.batch_size, "num_eval": NUM_EVAL, "runs": []}
+    results["model"] = {**model_args, "argv": sys.argv[1:] if argv is None else argv}
     for mixture in args.mixtures:
         for config in args.configs:
             for seed in range(seeds):
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = {
                     "mixture": mixture,
                     "config": config,
-                    **run_one(mixture, config, seed, steps, args.batch_size, scatter),
+                    **run_one(mixture, config, seed, steps, args.batch_size, scatter, **model_args),
                 }
                 results["runs"].append(row)
                 print(f"{mixture} {config} seed {seed}: {row['modes']:.0f} modes, "
@@ -114,12 +123,14 @@ def main(argv: list[str] | None = None) -> None:
 def write(results: dict, out: Path, command: str, seeds: int) -> None:
     (out / "tricks.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = header("Tricks against mode collapse: 2-D mixtures", results["machine"], command)
+    m = results["model"]
     lines += [
         f"PacGAN's protocol (Lin et al. 2018): ring of 8 modes (radius 1, sigma 0.01) and grid of 25 modes "
         f"(means {{-4,-2,0,2,4}}^2, sigma 0.05); {results['num_eval']:,} samples scored per run; a sample is high "
         "quality within 3 sigma of its nearest mode, a mode is covered with at least one high-quality sample. "
-        f"Toy MLP GAN (`gan_modules/toy.py`: G 4 x 400 ReLU + BatchNorm, D 3 x 200 LeakyReLU), non-saturating loss, "
-        f"Adam 1e-4, {results['steps']:,} updates of batch {results['batch_size']}; mean ± standard error over "
+        f"Toy MLP GAN (`gan_modules/toy.py`): G {' x '.join(map(str, m['g_hidden_dims']))} ReLU + BatchNorm, "
+        f"D {' x '.join(map(str, m['d_hidden_dims']))} LeakyReLU, non-saturating loss, Adam {m['lr']:g} (betas 0.5, "
+        f"0.999), {results['steps']:,} updates of batch {results['batch_size']}; mean ± standard error over "
         f"{seeds} seed(s). Published: Lin et al. 2018, Table 1 (their networks and budget, not ours).",
         "",
         "| mixture | configuration | modes | high quality | CPU s per run | published (modes / HQ) |",

@@ -55,7 +55,9 @@ def test_tricks_table_gives_mean_standard_error_and_the_published_numbers(tmp_pa
         for m, q in ((6.0, 0.9), (8.0, 1.0))
     ]
     results = {"machine": machine.machine(), "steps": 3000, "batch_size": 500, "num_eval": 2500, "runs": runs}
+    results["model"] = {"g_hidden_dims": (64, 64), "d_hidden_dims": (32,), "lr": 5e-4}
     bench_tricks.write(results, tmp_path, "python -m benchmarks.bench_tricks", seeds=2)
     text = (tmp_path / "tricks.md").read_text()
     # mean 7, standard error = stdev(6, 8) / sqrt(2) = 1.0; HQ 95 ± 5.
     assert "| ring | GAN | 7.0 ± 1.0 of 8 | 95.0 ± 5.0% | 30 | 6.3 / 98.2% |" in text
+    assert "G 64 x 64 ReLU + BatchNorm, D 32 LeakyReLU" in text
