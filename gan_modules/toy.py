@@ -63,6 +63,9 @@ class ToyDiscriminator(nn.Module):
 class ToyGAN(GANModule):
     """MLP GAN on 2-D points. G: 4 x 400 ReLU + BatchNorm (PacGAN's toy generator); D: 3 x 200 LeakyReLU.
 
+    Samples come from the EMA of G (decay 0.999): on the ring it raised the share of samples within
+    3 sigma of a mode from 15% to 76-84% at the same 2,000 steps (one seed each, benchmarks/bench_tricks.py).
+
     Points are not images: ``generate`` returns them unclamped, FID is off (``val_num_samples: 0``), and
     ``datamodules.toy.mode_coverage`` scores samples instead.
     """
@@ -75,9 +78,9 @@ class ToyGAN(GANModule):
         g_hidden_dims: tuple[int, ...] = (400, 400, 400, 400),
         d_hidden_dims: tuple[int, ...] = (200, 200, 200),
         d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
-        lr: float = 1e-4,
+        lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
-        ema_decay: float | None = None,
+        ema_decay: float | None = 0.999,
         val_num_samples: int = 0,
         **kwargs,
     ) -> None:
