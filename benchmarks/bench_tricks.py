@@ -137,7 +137,8 @@ def write(results: dict, out: Path, command: str, seeds: int) -> None:
         "quality within 3 sigma of its nearest mode, a mode is covered with at least one high-quality sample. "
         f"Toy MLP GAN (`gan_modules/toy.py`): G {' x '.join(map(str, m['g_hidden_dims']))} ReLU + BatchNorm, "
         f"D {' x '.join(map(str, m['d_hidden_dims']))} LeakyReLU, non-saturating loss, Adam {m['lr']:g} (betas 0.5, "
-        f"0.999), samples from the EMA of G (decay {m.get('ema_decay')}), {results['steps']:,} updates of batch {results['batch_size']}; mean ± standard error over "
+        f"0.999), samples from the EMA of G (decay {m.get('ema_decay')}), {results['steps']:,} updates of batch "
+        f"{results['batch_size']}; mean ± standard error over "
         f"{seeds} seed(s). Published: Lin et al. 2018, Table 1 (their networks and budget, not ours).",
         "",
         "| mixture | configuration | modes | high quality | CPU s per run | published (modes / HQ) |",
