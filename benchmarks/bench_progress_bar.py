@@ -8,6 +8,7 @@ the difference between the settings is the bar's own cost. Writes benchmarks/res
 
 from __future__ import annotations
 
+import importlib
 import json
 import statistics
 import sys
@@ -58,8 +59,10 @@ def main() -> None:
             args += ["--trainer.default_root_dir", tempfile.mkdtemp(), *extra]
             args += ["--trainer.callbacks+=benchmarks.bench_progress_bar.BatchTimer"]
             cli_main(args)
-            results[name].append(BatchTimer.last_ms)
-            print(f"{name}: {BatchTimer.last_ms:.3f} ms per batch", flush=True)
+            # The CLI imports the callback by class path: under ``python -m`` that is not this __main__ module.
+            timer = importlib.import_module("benchmarks.bench_progress_bar").BatchTimer
+            results[name].append(timer.last_ms)
+            print(f"{name}: {timer.last_ms:.3f} ms per batch", flush=True)
     m = machine()
     out = ROOT / "benchmarks" / "results"
     (out / "progress_bar.json").write_text(json.dumps({"machine": m, "ms_per_batch": results}, indent=2) + "\n")
