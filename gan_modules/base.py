@@ -74,6 +74,8 @@ class GANModule(pl.LightningModule):
     conditional: bool = False
     # Whether the CLI picks bf16-mixed for this model on a CPU with fast bf16 (False keeps fp32 there).
     cpu_bf16_pays: bool = True
+    # Generated images are clamped to [-1, 1]; a model of unbounded outputs (2-D points) says False.
+    clamp_output: bool = True
 
     def __init__(
         self,
@@ -253,7 +255,8 @@ class GANModule(pl.LightningModule):
         net.eval()
         try:
             with torch.autocast(self.device.type, enabled=False):
-                return net(z.to(self.device)).float().clamp(-1, 1)
+                out = net(z.to(self.device)).float()
+                return out.clamp(-1, 1) if self.clamp_output else out
         finally:
             net.train(was_training)
 

@@ -9,11 +9,11 @@ from torch import Tensor, nn
 
 from gan_modules.base import GANModule
 from gan_modules.layers import (
-    MinibatchDiscrimination,
-    MinibatchStdDev,
+    SequentialDiscriminator,
     VirtualBatchNorm2d,
     init_dcgan_weights,
     maybe_spectral_norm,
+    minibatch_layer,
     normalization_2d,
     upsample_2x,
 )
@@ -111,7 +111,7 @@ class DCGANGenerator(nn.Module):
         return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(SequentialDiscriminator):
     """images [N, C, H, W] -> logits [N]. Stride-2 4x4 convs doubling the width, then a dense layer."""
 
     def __init__(
@@ -141,28 +141,18 @@ class DCGANDiscriminator(nn.Module):
             ]
             width *= 2
         if minibatch == "stddev":  # on the last feature map, as Karras et al. 2018 do
-            layers.append(MinibatchStdDev())
-            width += 1
+            layer, width = minibatch_layer(minibatch, width)
+            layers.append(layer)
         layers.append(nn.Flatten())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         features = width * start * start
-        if minibatch == "discrimination":
-            layers.append(MinibatchDiscrimination(features))
-            features += layers[-1].num_kernels
-        elif minibatch not in ("none", "stddev"):
-            raise ValueError(f"unknown minibatch layer {minibatch!r}; choose 'none', 'stddev' or 'discrimination'")
+        if minibatch != "stddev":  # discrimination compares flattened features (and rejects unknown kinds)
+            layer, features = minibatch_layer(minibatch, features)
+            layers += [layer] if layer is not None else []
         layers.append(maybe_spectral_norm(nn.Linear(features, 1), spectral_norm))
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.net(images).squeeze(1)
-
-    def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(the last hidden layer's activations [N, F], logits [N]) from one forward pass (feature matching)."""
-        features = self.net[:-1](images)
-        return features, self.net[-1](features).squeeze(1)
 
 
 class DCGAN(GANModule):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -113,9 +115,7 @@ class MinibatchStdDev(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
-        g = min(self.group_size, n)
-        if n % g:
-            g = 1 if n == 1 else next(d for d in range(g, 0, -1) if n % d == 0)
+        g = next(d for d in range(min(self.group_size, n), 0, -1) if n % d == 0)  # the largest group size <= G
         y = x.float().reshape(g, n // g, *x.shape[1:])  # [G, M, ...]: sample i is in group i % M
         std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt()  # [M, ...]
         stat = std.flatten(1).mean(1)  # [M]
@@ -181,3 +181,34 @@ class VirtualBatchNorm2d(nn.Module):
         mean = ((n * ref_mean + mean_i) / (n + 1))[:, :, None, None]
         meansq = ((n * ref_meansq + meansq_i) / (n + 1))[:, :, None, None]
         return self._affine(x, mean, meansq)
+
+
+MinibatchKind = Literal["none", "stddev", "discrimination"]
+
+
+def minibatch_layer(kind: str, width: int) -> tuple[nn.Module | None, int]:
+    """The layer a discriminator's ``minibatch`` option names, for inputs of ``width`` features (or channels, for
+    stddev on a feature map), and the width it outputs; (None, width) for ``none``."""
+    if kind == "none":
+        return None, width
+    if kind == "stddev":
+        return MinibatchStdDev(), width + 1
+    if kind == "discrimination":
+        layer = MinibatchDiscrimination(width)
+        return layer, width + layer.num_kernels
+    raise ValueError(f"unknown minibatch layer {kind!r}; choose 'none', 'stddev' or 'discrimination'")
+
+
+class SequentialDiscriminator(nn.Module):
+    """A discriminator whose ``net`` is an ``nn.Sequential`` ending in its one-logit layer: logits [N], and the
+    last hidden layer's activations from the same pass (``features_and_logits``, for feature matching)."""
+
+    net: nn.Sequential
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(1)
+
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(the last hidden layer's activations [N, F], logits [N]) from one forward pass."""
+        features = self.net[:-1](x)
+        return features, self.net[-1](features).squeeze(1)

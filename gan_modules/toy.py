@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
-from gan_modules.layers import MinibatchDiscrimination, MinibatchStdDev
+from gan_modules.layers import SequentialDiscriminator, minibatch_layer
 
 
 def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False) -> list[nn.Module]:
@@ -31,7 +30,7 @@ class ToyGenerator(nn.Module):
         return self.net(z)
 
 
-class ToyDiscriminator(nn.Module):
+class ToyDiscriminator(SequentialDiscriminator):
     """points [N, 2] (or [N, 2m] packed) -> logits [N]."""
 
     def __init__(
@@ -42,22 +41,9 @@ class ToyDiscriminator(nn.Module):
         super().__init__()
         layers = mlp([2, *hidden_dims], lambda: nn.LeakyReLU(0.2))
         width = hidden_dims[-1]
-        if minibatch == "stddev":
-            layers.append(MinibatchStdDev())
-            width += 1
-        elif minibatch == "discrimination":
-            layers.append(MinibatchDiscrimination(width))
-            width += layers[-1].num_kernels
-        elif minibatch != "none":
-            raise ValueError(f"unknown minibatch layer {minibatch!r}; choose 'none', 'stddev' or 'discrimination'")
+        layer, width = minibatch_layer(minibatch, width)
+        layers += [layer] if layer is not None else []
         self.net = nn.Sequential(*layers, nn.Linear(width, 1))
-
-    def forward(self, points: Tensor) -> Tensor:
-        return self.net(points).squeeze(1)
-
-    def features_and_logits(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.net[:-1](points)
-        return features, self.net[-1](features).squeeze(1)
 
 
 class ToyGAN(GANModule):
@@ -71,6 +57,7 @@ class ToyGAN(GANModule):
     """
 
     cpu_bf16_pays = False
+    clamp_output = False  # points, not images: the grid spans -4..4
 
     def __init__(
         self,
@@ -95,14 +82,3 @@ class ToyGAN(GANModule):
             channels_last=False,
             **kwargs,
         )
-
-    @torch.no_grad()
-    def generate(self, z: Tensor) -> Tensor:
-        """z [N, latent_dim] -> points [N, 2] from the sampling generator in eval mode, not clamped."""
-        net = self.sampling_generator
-        was_training = net.training
-        net.eval()
-        try:
-            return net(z.to(self.device)).float()
-        finally:
-            net.train(was_training)

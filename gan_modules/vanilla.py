@@ -8,7 +8,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
-from gan_modules.layers import MinibatchDiscrimination, MinibatchStdDev, keras_bn_momentum
+from gan_modules.layers import SequentialDiscriminator, keras_bn_momentum, minibatch_layer
 
 
 class VanillaGenerator(nn.Module):
@@ -40,7 +40,7 @@ class VanillaGenerator(nn.Module):
         return self.net(z).view(z.shape[0], *self.image_shape)
 
 
-class VanillaDiscriminator(nn.Module):
+class VanillaDiscriminator(SequentialDiscriminator):
     """images [N, C, H, W] -> logits [N]. Dense 512-256-1 with LeakyReLU 0.2, no sigmoid."""
 
     def __init__(
@@ -55,24 +55,10 @@ class VanillaDiscriminator(nn.Module):
         for hidden in hidden_dims:
             layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
             width = hidden
-        if minibatch == "stddev":
-            layers.append(MinibatchStdDev())
-            width += 1
-        elif minibatch == "discrimination":
-            layers.append(MinibatchDiscrimination(width))
-            width += layers[-1].num_kernels
-        elif minibatch != "none":
-            raise ValueError(f"unknown minibatch layer {minibatch!r}; choose 'none', 'stddev' or 'discrimination'")
+        layer, width = minibatch_layer(minibatch, width)
+        layers += [layer] if layer is not None else []
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.net(images).squeeze(1)
-
-    def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(the last hidden layer's activations [N, F], logits [N]) from one forward pass (feature matching)."""
-        features = self.net[:-1](images)
-        return features, self.net[-1](features).squeeze(1)
 
 
 class VanillaGAN(GANModule):

@@ -44,6 +44,9 @@ def test_toy_gan_trains_on_points_with_pacgan_and_draws_its_scatter(tmp_path):
     assert (model.d_updates, model.g_updates) == (8, 8)
     points = model.generate(torch.randn(7, 2))
     assert points.shape == (7, 2) and torch.isfinite(points).all()
+    with torch.no_grad():
+        model.generator_ema.module.net[-1].bias.fill_(4.0)  # points reach the grid's corners: never clamped to 1
+    assert model.generate(torch.randn(7, 2)).max() > 3.0
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["scatter_0000.png", "scatter_0001.png"]
     with pytest.raises(ValueError, match="unknown mixture 'spiral'"):
         ToyMixtureDataModule("spiral")
