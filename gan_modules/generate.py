@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             if path.exists():
                 raise ValueError(f"{path} already exists; choose a new {flag} path so nothing is overwritten")
         grid_path = files.get("--grid")
-        if args.interpolate:
-            z_interp = interpolation_latents(1, args.pairs, args.steps)  # validates pairs/steps before loading
+        if args.interpolate and (args.pairs < 1 or args.steps < 2):
+            raise ValueError(f"--pairs must be >= 1 and --steps >= 2, got {args.pairs} and {args.steps}")
 
         device = resolve_device(args.device)
         model = load_gan(args.ckpt_path, map_location=device).eval()

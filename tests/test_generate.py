@@ -78,6 +78,8 @@ def test_interpolation_grid_and_latent_walk(checkpoint, tmp_path, capsys):
     before = interp.read_bytes()
     assert main(args) == 1 and "already exists" in capsys.readouterr().err
     assert interp.read_bytes() == before
+    assert main(["--ckpt_path", str(path), "--interpolate", str(tmp_path / "x.png"), "--steps", "1"]) == 1
+    assert "--steps >= 2, got 8 and 1" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
 
 
 def test_slerp_stays_on_the_sphere_between_its_ends():
