@@ -15,27 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from gan_modules.core import ImageModule, NonFiniteLossError, first_tensor, to_unit_range  # noqa: F401 (re-exported)
 from gan_modules.objectives import NonSaturating, Objective
 from gan_modules.specs import from_spec, to_spec
 from gan_modules.tricks.base import DOut, Step, Trick
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or inf; training stops before the bad update is applied."""
-
-
-def to_unit_range(batch: Tensor) -> Tensor:
-    """uint8 images in [0, 255] -> float in [-1, 1]; float input is assumed to be in [-1, 1] already."""
-    if batch.dtype == torch.uint8:
-        return batch.float().div_(127.5).sub_(1.0)
-    return batch
 
 
 def ema_multi_avg_fn(decay: float):
@@ -60,7 +49,7 @@ def ema_multi_avg_fn(decay: float):
     return update
 
 
-class GANModule(pl.LightningModule):
+class GANModule(ImageModule):
     """Base of every GAN variant: owns the loop, the optimizers, the EMA generator and the fixed latents.
 
     A variant builds its ``generator`` and ``discriminator`` and passes them here with the
@@ -68,12 +57,8 @@ class GANModule(pl.LightningModule):
     ``discriminate``, ``generator_extra_losses`` and ``sample_grid`` (and may set ``sample_grid_nrow``).
     """
 
-    # Images per row of the saved sample grid; None makes it near-square.
-    sample_grid_nrow: int | None = None
     # True for image-to-image variants, whose generator consumes images rather than latents.
     conditional: bool = False
-    # Whether the CLI picks bf16-mixed for this model on a CPU with fast bf16 (False keeps fp32 there).
-    cpu_bf16_pays: bool = True
     # Generated images are clamped to [-1, 1]; a model of unbounded outputs (2-D points) says False.
     clamp_output: bool = True
 
@@ -178,14 +163,7 @@ class GANModule(pl.LightningModule):
         object.__setattr__(self, "_val_metrics", None)
         object.__setattr__(self, "_val_reference", None)
         self._val_seen = 0
-        has_conv = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in self.modules())
-        self.memory_format = torch.channels_last if (has_conv if channels_last is None else channels_last) else None
-
-    def setup(self, stage: str) -> None:
-        # Parameters keep their identity (``.data`` changes layout), so optimizers made later or
-        # earlier, and the EMA copy, all see the same tensors.
-        if self.memory_format is not None:
-            self.to(memory_format=self.memory_format)
+        self.choose_memory_format(channels_last)
 
     # ------------------------------------------------------------------ hooks a variant may override
 
@@ -274,15 +252,8 @@ class GANModule(pl.LightningModule):
             opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=hp.betas)
         return [opt_d, opt_g]
 
-    def _check_finite(self, name: str, loss: Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{name} became {loss.item()} at epoch {self.current_epoch}, global step {self.global_step} "
-                f"(D update {self.d_updates}, G update {self.g_updates}). Training stopped before applying "
-                "this update; the last checkpoint written is the last good one. Try a lower learning rate "
-                "(--model.lr), gradient clipping (--model.grad_clip_d / --model.grad_clip_g), or check "
-                "the data is in range."
-            )
+    def progress_note(self) -> str:
+        return f"{super().progress_note()} (D update {self.d_updates}, G update {self.g_updates})"
 
     def _optimizer_step(self, optimizer, loss: Tensor, clip: float | None) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -320,7 +291,7 @@ class GANModule(pl.LightningModule):
             d_loss = d_loss + sum(terms.values()) if terms else d_loss
             features = real_out.features.detach() if real_out.features is not None else None
             self._real_seen_by_d = (real_in.detach(), DOut(real_logits.detach(), features))
-        self._check_finite("train/d_loss", d_loss)
+        self.check_finite("train/d_loss", d_loss)
         self._optimizer_step(opt_d, d_loss, self.hparams.grad_clip_d)
         self.objective.after_d_step(self.discriminator)
         for trick in self.tricks:
@@ -360,7 +331,7 @@ class GANModule(pl.LightningModule):
                 step = Step(self, self.g_updates, real_in, fake_in, real_out, fake_out, d)
                 extras = {**extras, **self._trick_terms("g", step)}
             g_loss = adversarial + sum(extras.values()) if extras else adversarial
-            self._check_finite("train/g_loss", g_loss)
+            self.check_finite("train/g_loss", g_loss)
             self._optimizer_step(opt_g, g_loss, self.hparams.grad_clip_g)
         finally:
             self.discriminator.requires_grad_(True)
@@ -376,9 +347,7 @@ class GANModule(pl.LightningModule):
         return stats
 
     def training_step(self, batch, batch_idx: int) -> None:
-        real = to_unit_range(batch[0] if isinstance(batch, (list, tuple)) else batch)
-        if self.memory_format is not None:
-            real = real.contiguous(memory_format=self.memory_format)
+        real = self.images_in(first_tensor(batch))
         gen_input = self.generator_input(real)
         # One generator forward serves both phases when a G update follows this D update (as in
         # the PyTorch DCGAN example): D sees it detached, G then backpropagates through it.
@@ -472,7 +441,7 @@ class GANModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if self._val_enabled():
-            self._validation_fakes(len(batch[0] if isinstance(batch, (list, tuple)) else batch))
+            self._validation_fakes(len(first_tensor(batch)))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_enabled():
@@ -488,24 +457,14 @@ class GANModule(pl.LightningModule):
     # ------------------------------------------------------------------ checkpoint state
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)  # class path and RNG state
         checkpoint["gan_update_counts"] = {"d_updates": self.d_updates, "g_updates": self.g_updates}
-        checkpoint["gan_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        # The RNG streams draw z, label noise and the data order: restoring them makes a resumed
-        # run continue exactly as the uninterrupted one would have (on the same hardware).
-        checkpoint["gan_rng_state"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         counts = checkpoint.get("gan_update_counts", {})
         self.d_updates = counts.get("d_updates", 0)
         self.g_updates = counts.get("g_updates", 0)
-        rng = checkpoint.get("gan_rng_state")
-        if rng is not None and self._trainer is not None:  # only when resuming a fit, not for inference
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def grid_rows(n: int) -> int:

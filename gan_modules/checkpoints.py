@@ -4,7 +4,7 @@ A ``.ckpt`` file is a pickle, and unpickling an arbitrary file can run arbitrary
 this project that reads a checkpoint goes through :func:`read_checkpoint`, which unpickles with
 ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only, which is all a
 checkpoint written by ``train.py`` holds. The model class a checkpoint names is imported only when it
-resolves to a subclass of the project's GAN base class (:func:`gan_class`), and only from this project's
+resolves to a subclass of the project's image-model base class (:func:`gan_class`), and only from this project's
 packages or from a module the user has already imported (their own subclass), so naming a module in a
 checkpoint cannot make the loader import it.
 """
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from gan_modules.base import GANModule
+from gan_modules.core import ImageModule
 from gan_modules.specs import UnsafeClassError, safe_import_class
 
 
@@ -65,7 +66,7 @@ def import_class(class_path: str) -> type:
     return getattr(importlib.import_module(module_name), name)
 
 
-def gan_class(class_path: str, base: type = GANModule, source: str = "the checkpoint") -> type:
+def gan_class(class_path: str, base: type = ImageModule, source: str = "the checkpoint") -> type:
     """The class ``class_path`` names, if it is a subclass of ``base``; refuses anything else, unimported.
 
     Modules of this project are imported on demand; any other module must already be imported (a user's own
@@ -77,15 +78,26 @@ def gan_class(class_path: str, base: type = GANModule, source: str = "the checkp
         raise UnsafeCheckpointError(str(err)) from None
 
 
-def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
-    """Rebuilds the GAN variant a checkpoint was trained as, safely (see the module docstring)."""
+def load_model(
+    checkpoint_path: str | Path, map_location: str | torch.device = "cpu", base: type = ImageModule
+) -> ImageModule:
+    """Rebuilds the model a checkpoint was trained as (any ``base`` subclass), safely (see the module docstring)."""
     path = Path(checkpoint_path).expanduser()
     checkpoint = read_checkpoint(path, map_location="cpu")
     class_path = checkpoint_class_path(checkpoint)
     if class_path is None:
-        raise ValueError(f"{path} has no saved model class; it was not written by a GANModule")
-    cls = gan_class(class_path, source=str(path))
+        raise ValueError(f"{path} has no saved model class; it was not written by train.py")
+    cls = gan_class(class_path, base=ImageModule, source=str(path))
+    if not issubclass(cls, base):
+        raise ValueError(
+            f"{path} holds a {cls.__name__}, not a {base.__name__}; this command needs a {base.__name__} checkpoint"
+        )
     return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
+    """Rebuilds the GAN variant a checkpoint was trained as; refuses other image models (a detector)."""
+    return load_model(checkpoint_path, map_location=map_location, base=GANModule)
 
 
 def state_shapes(state_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -95,7 +107,8 @@ def state_shapes(state_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:
 def shape_mismatches(expected: dict[str, Any], found: dict[str, Any], limit: int = 3) -> list[str]:
     """Up to ``limit`` readable differences between two state dicts' keys and shapes."""
     a, b = state_shapes(expected), state_shapes(found)
-    problems = [f"{k}: {a[k]} vs {b[k]}" for k in a.keys() & b.keys() if a[k] != b[k]]
+    # An empty buffer is filled after construction (a model's fixed sample images) and sized on load: any shape fits.
+    problems = [f"{k}: {a[k]} vs {b[k]}" for k in a.keys() & b.keys() if a[k] != b[k] and 0 not in a[k]]
     problems += [f"{k}: missing from the checkpoint" for k in a.keys() - b.keys()]
     problems += [f"{k}: only in the checkpoint" for k in b.keys() - a.keys()]
     return sorted(problems)[:limit] + ([f"and {len(problems) - limit} more"] if len(problems) > limit else [])

@@ -25,7 +25,6 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.base import ImageDataModule
 from gan_modules.accel import cpu_bf16_is_fast, cpu_summary
-from gan_modules.base import GANModule
 from gan_modules.callbacks import DiscriminatorHistogram, SampleGrid, TrainingPlot
 from gan_modules.checkpoints import (
     UnsafeCheckpointError,
@@ -35,6 +34,7 @@ from gan_modules.checkpoints import (
     read_checkpoint,
     shape_mismatches,
 )
+from gan_modules.core import ImageModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 RUN_DIR_ENV = "GAN_MODULES_RUN_DIR"  # handed from rank 0 to the DDP worker processes it launches
@@ -160,7 +160,7 @@ class GANCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("parser_class", GANArgumentParser)
         kwargs.setdefault("save_config_callback", GANSaveConfigCallback)
-        kwargs.setdefault("model_class", GANModule)
+        kwargs.setdefault("model_class", ImageModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", ImageDataModule)
         kwargs.setdefault("subclass_mode_data", True)
@@ -210,6 +210,7 @@ class GANCLI(LightningCLI):
         config.best_checkpoint.dirpath = str(run_dir / "checkpoints")
         if config.trainer.enable_progress_bar is not False:
             config.trainer.callbacks = self._with_progress_bar(config.trainer.callbacks)
+        self._best_metric_of_model(config)
         if config.trainer.precision is None:
             config.trainer.precision = self._default_precision(config.trainer.accelerator, config.model)
         if config.trainer.strategy == "ddp":
@@ -325,11 +326,20 @@ class GANCLI(LightningCLI):
         self._resume = None  # the trainer reads the file itself; do not keep a second copy in memory
 
     @staticmethod
+    def _best_metric_of_model(config: Namespace) -> None:
+        """best.ckpt tracks the model's own metric (val/fid for GANs, val/auroc for the detector) unless set."""
+        model_class = _import_class(str(getattr(config.model, "class_path", "")))
+        best = config.best_checkpoint
+        if model_class is None or (best.monitor, best.mode) != ("val/fid", "min"):
+            return
+        best.monitor, best.mode = getattr(model_class, "best_metric", ("val/fid", "min"))
+
+    @staticmethod
     def _default_precision(accelerator, model_config) -> str:
         """On a CPU, bf16-mixed where bf16 autocast is measured faster, else 32-true; stated in one line.
 
         bf16 needs both a CPU that is fast at it (``cpu_bf16_is_fast``) and a model that opts in
-        (``GANModule.cpu_bf16_pays``; the MLP GAN keeps fp32, as its quality figure was measured).
+        (``ImageModule.cpu_bf16_pays``; the MLP GAN keeps fp32, as its quality figure was measured).
         Elsewhere Lightning's default (32-true) stands;
         the ``configs/trainer/`` overlays force a choice.
         """

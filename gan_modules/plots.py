@@ -61,17 +61,24 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
             f"{metrics} does not exist: pass a run folder written by train.py with the CSV logger (the default)"
         )
     series = read_metrics(metrics)
-    if not any(k in series for k in TRAIN_KEYS):
-        raise ValueError(f"{metrics} holds no training losses yet ({', '.join(TRAIN_KEYS)})")
-    val = [k for k in VAL_KEYS if k in series]
-    panels = 3 if val else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
-    groups = [
-        (axes[0], ("train/d_loss", "train/g_loss"), "loss"),
-        (axes[1], ("train/d_real", "train/d_fake"), "mean D(x), D(G(z))"),
-    ]
-    if "train/d_real" not in series:  # a critic (Wasserstein, hinge, LS): its raw scores instead
-        groups[1] = (axes[1], ("train/d_real_score", "train/d_fake_score"), "mean D score")
+    gan = any(k in series for k in TRAIN_KEYS)
+    # Models without a D/G game (the detector, the face swap): their own train/* curves and val/* values.
+    other_train = [k for k in series if k.startswith("train/") and k != "train/d_updates" and k != "train/g_updates"]
+    if not gan and not other_train:
+        raise ValueError(f"{metrics} holds no training losses yet ({', '.join(TRAIN_KEYS)} or other train/* keys)")
+    val = [k for k in VAL_KEYS if k in series] if gan else [k for k in series if k.startswith("val/")]
+    panels = (3 if gan else 2) if val else (2 if gan else 1)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True, squeeze=False)
+    axes = axes[0]
+    if gan:
+        groups = [
+            (axes[0], ("train/d_loss", "train/g_loss"), "loss"),
+            (axes[1], ("train/d_real", "train/d_fake"), "mean D(x), D(G(z))"),
+        ]
+        if "train/d_real" not in series:  # a critic (Wasserstein, hinge, LS): its raw scores instead
+            groups[1] = (axes[1], ("train/d_real_score", "train/d_fake_score"), "mean D score")
+    else:
+        groups = [(axes[0], tuple(other_train), "training")]
     labels = {
         "train/d_real": "D(x), real",
         "train/d_fake": "D(G(z)), fake",
@@ -92,16 +99,16 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.legend(frameon=False)
         ax.grid(alpha=0.3)
     if val:
-        # val/fid on the left axis, val/kid (another scale) on a twin axis; epochs counted from 1.
-        ax = axes[2]
+        # GANs: val/fid on the left axis, val/kid (another scale) on a twin axis; others share one axis.
+        ax = axes[-1]
         handles = []
         for i, key in enumerate(val):
-            target = ax if i == 0 else ax.twinx()
+            target = ax if i == 0 or not gan else ax.twinx()
             epochs, values = zip(*series[key])
             color = f"C{i + 2}"
             label = f"{key} (last: {values[-1]:.4g})"
             handles += target.plot([e + 1 for e in epochs], values, marker="o", color=color, label=label)
-            target.set_ylabel(key, color=color)
+            target.set_ylabel(key if gan else "validation", color=color if gan else "black")
         ax.legend(handles=handles, frameon=False)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -78,7 +78,8 @@ def test_a_class_outside_the_project_is_refused_and_its_module_never_imported(va
         path = tmp_path / "stranger.ckpt"
         torch.save(checkpoint, path)
         with pytest.raises(
-            UnsafeCheckpointError, match=f"names the class '{class_path}'.*not a subclass of gan_modules.base.GANModule"
+            UnsafeCheckpointError,
+            match=f"names the class '{class_path}'.*not a subclass of gan_modules.core.ImageModule",
         ):
             load_gan(path)
     assert not (tmp_path / "imported").exists() and "stranger_module" not in sys.modules
