@@ -75,3 +75,37 @@ def test_quality_keeps_rows_measured_earlier_and_replaces_rerun_ones(tmp_path, m
     assert "| MNIST train vs test (floor) | - | - | - | 1.64 |" in text
     assert "- dcgan_mnist.yaml seed 42: 2026-01-01 00:00," in text
     assert "| vanilla_mnist.yaml | 12.00 ± 0.00 (2 seeds) | <= 15.0 | yes |" in text
+
+
+def test_detect_table_states_curve_goals_and_robustness(tmp_path):
+    from benchmarks import bench_detect
+
+    def m(auroc):
+        return {"auroc": auroc, "ap": auroc, "acc": 0.9, "acc_0.5": 0.8, "threshold": 0.4}
+
+    clean_only = {"clean": m(0.97)}
+    degraded = {d: m(a) for d, a in zip(bench_detect.DEGRADATIONS, (0.995, 0.99, 0.85, 0.9))}
+    results = {
+        "machine": machine.machine(),
+        "quick": False,
+        "num_test": 5000,
+        "seconds": 600.0,
+        "runs": {"dcgan": "runs/quality/dcgan_mnist-s43/x", "vanilla": "runs/quality/vanilla_mnist-s43/y"},
+        "curve": {"dcgan": [{"epoch": 5, "checkpoint": "epoch_0004.ckpt", **m(0.9), "detector_auroc": 0.999}]},
+        "detectors": {
+            "dcgan": {
+                "checkpoint": "runs/detect/on_dcgan/z/checkpoints/best.ckpt",
+                "threshold": 0.4,
+                "rows": {"dcgan last (same generator)": degraded, "vanilla last (other generator)": clean_only},
+            }
+        },
+        "d_robust": {"dcgan": degraded},
+    }
+    bench_detect.write(results, tmp_path, "python -m benchmarks.bench_detect")
+    text = (tmp_path / "detect.md").read_text()
+    assert "| dcgan | 5 | 0.9000 | 0.9000 | 0.800 | 0.9990 |" in text
+    assert "| dcgan | dcgan last (same generator) | 0.9950 | 0.9950 | 0.900 | 0.800 | 0.400 | >= 0.99: yes |" in text
+    assert "| dcgan | vanilla last (other generator) | 0.9700 | 0.9700 | 0.900 | 0.800 | 0.400 | >= 0.95: yes |" in text
+    assert "| detector on dcgan | dcgan last (same generator) | 0.9950 | 0.9900 | 0.8500 | 0.9000 |" in text
+    assert machine.machine()["cpu"] in text
+    assert (tmp_path / "detect_auroc.png").is_file() and (tmp_path / "detect.json").is_file()

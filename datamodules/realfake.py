@@ -1,0 +1,287 @@
+"""Real vs generated images for the fake detector: batches of (uint8 images [N, C, H, W], labels [N], 1 = fake).
+
+Real images come from any of the project's image datamodules (``real``: MNIST, CelebA, a folder...); fakes
+from ``fakes``, a list whose entries are GAN checkpoints (images generated once at setup, from latent seeds
+that differ per split, so the test fakes were never seen in training) or folders of images (split by a hash of
+the file names, in proportion to the split sizes). Every split is balanced: as many fakes as reals, shared
+equally among the fake sources.
+
+Generated images are quantized to uint8 exactly as a saved PNG would be (``gan_modules.core.to_uint8``):
+otherwise a detector could learn to spot unrounded float values instead of anything a generator does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.base import ImageDataModule
+from datamodules.cache import RESAMPLE, center_crop_box, scan_images
+
+SPLITS = ("train", "val", "test")
+SEED_OFFSETS = {"train": 1_000, "val": 2_000, "test": 3_000}  # latent seeds per split: disjoint z draws
+
+
+class LabelledImages(Dataset):
+    """uint8 images [N, C, H, W] with labels [N]; ``__getitems__`` fetches a batch with one index op."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def _collate(batch):
+    if isinstance(batch, tuple):  # already a batch from __getitems__
+        return batch
+    images, labels = zip(*batch)
+    return torch.stack(images), torch.stack(labels)
+
+
+def load_image_folder(folder: str | Path, image_size: int, num_channels: int) -> tuple[torch.Tensor, list[str]]:
+    """Every image under ``folder`` -> (uint8 [N, C, S, S], relative paths): centre square, bicubic resize.
+
+    Files that do not decode are skipped; a folder with no decodable image is an error.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of .png/.jpg images")
+    files, _ = scan_images(folder)
+    images, names = [], []
+    mode = "L" if num_channels == 1 else "RGB"
+    for file in files:
+        try:
+            with Image.open(file.path) as img:
+                img = img.convert(mode)
+                square = img.crop(center_crop_box(*img.size, None)).resize((image_size, image_size), RESAMPLE)
+                array = np.asarray(square, dtype=np.uint8)
+        except Exception:  # noqa: BLE001 - PIL raises many types; an unreadable file is skipped
+            continue
+        images.append(torch.from_numpy(array.copy()).view(image_size, image_size, num_channels).permute(2, 0, 1))
+        names.append(file.name)
+    if not images:
+        raise ValueError(f"no image in {folder} could be decoded; it needs .png/.jpg files")
+    return torch.stack(images), names
+
+
+def hash_split(names: list[str], fractions: tuple[float, float]) -> dict[str, list[int]]:
+    """Indices per split by a hash of each name: about ``fractions`` = (val, test), the rest train; stable."""
+    splits = {split: [] for split in SPLITS}
+    for i, name in enumerate(names):
+        u = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        split = "val" if u < fractions[0] else "test" if u < fractions[0] + fractions[1] else "train"
+        splits[split].append(i)
+    return splits
+
+
+class RealFakeDataModule(ImageDataModule):
+    """Balanced real-vs-fake splits from a real-image datamodule and GAN checkpoints or image folders.
+
+    Real splits: ``train`` from the real datamodule's training images; ``val`` and ``test`` are the two halves
+    of its held-out split (MNIST: the 10k test set), so no real test image is ever trained on. Without a
+    held-out split, the last ``num_val + num_test`` training images are held out instead.
+    """
+
+    def __init__(
+        self,
+        real: ImageDataModule,
+        fakes: list[str],
+        num_train: int = 20_000,
+        num_val: int = 2_000,
+        num_test: int = 5_000,
+        seed: int = 0,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        device: str = "auto",
+    ) -> None:
+        """
+        Args:
+            real: the datamodule of real images (``class_path`` + ``init_args`` in YAML).
+            fakes: GAN checkpoints (``.ckpt``: fakes generated at setup) and/or folders of generated images. An
+                entry with ``*`` takes its newest match by name (run folders are time-stamped), e.g.
+                ``runs/dcgan_mnist/*/checkpoints/last.ckpt``.
+            num_train: real training images (as many fakes are added).
+            num_val: real validation images (the detector's threshold is chosen on this split).
+            num_test: real test images.
+            seed: seed of the real subset and of the latents (each split adds its own offset).
+            batch_size: images per batch, real and fake mixed.
+            num_workers: DataLoader workers (the data is in memory: 0 is right).
+            device: where the fakes are generated ("auto": the GPU when there is one).
+        """
+        super().__init__(data_dir=getattr(real, "data_dir", "./data"), batch_size=batch_size, num_workers=num_workers)
+        if not fakes:
+            raise ValueError("data.fakes is empty: list GAN checkpoints (.ckpt) or folders of generated images")
+        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+            if value < 1:
+                raise ValueError(f"data.{name} must be a positive integer, got {value}")
+        self.real = real
+        self.fakes = [resolve_source(str(f)) for f in fakes]
+        self.counts = {"train": num_train, "val": num_val, "test": num_test}
+        self.seed = seed
+        self.device = device
+        self.datasets: dict[str, LabelledImages] = {}
+
+    @property
+    def image_size(self) -> int:
+        return self.real.image_size
+
+    @property
+    def num_channels(self) -> int:
+        return self.real.num_channels
+
+    def prepare_data(self) -> None:
+        self.real.prepare_data()
+
+    # ------------------------------------------------------------------ real images
+
+    def _real_splits(self) -> dict[str, torch.Tensor]:
+        self.real.setup("fit")
+        train = self.real.train_dataset
+        held_out = self.real.val_dataset
+        rng = torch.Generator().manual_seed(self.seed)
+        need_eval = self.counts["val"] + self.counts["test"]
+        if held_out is None:  # hold out the end of the training images
+            if len(train) <= need_eval:
+                raise ValueError(
+                    f"the real datamodule has {len(train)} images and no held-out split: fewer than "
+                    f"num_val + num_test = {need_eval}; lower them or add images"
+                )
+            held_idx = torch.arange(len(train) - need_eval, len(train))
+            train_pool = torch.arange(len(train) - need_eval)
+            held_out = train
+        else:
+            held_idx = torch.arange(len(held_out))
+            train_pool = torch.arange(len(train))
+        if len(held_idx) < need_eval:
+            raise ValueError(
+                f"the real held-out split has {len(held_idx)} images, fewer than num_val + num_test = {need_eval}; "
+                "lower data.num_val / data.num_test"
+            )
+        if len(train_pool) < self.counts["train"]:
+            raise ValueError(
+                f"the real training split has {len(train_pool)} images, fewer than data.num_train = "
+                f"{self.counts['train']}; lower it"
+            )
+        take = lambda dataset, idx: _as_uint8(dataset[idx.tolist()] if hasattr(dataset, "__getitems__") else
+                                              torch.stack([dataset[int(i)] for i in idx]))  # fmt: skip
+        train_idx = train_pool[torch.randperm(len(train_pool), generator=rng)[: self.counts["train"]]]
+        half = self.counts["val"]
+        return {
+            "train": take(train, train_idx),
+            "val": take(held_out, held_idx[:half]),
+            "test": take(held_out, held_idx[half : half + self.counts["test"]]),
+        }
+
+    # ------------------------------------------------------------------ fake images
+
+    def _fake_splits(self) -> dict[str, torch.Tensor]:
+        shares = {split: _shares(count, len(self.fakes)) for split, count in self.counts.items()}
+        out: dict[str, list[torch.Tensor]] = {split: [] for split in SPLITS}
+        for i, source in enumerate(self.fakes):
+            path = Path(source).expanduser()
+            if path.is_dir():
+                images, names = load_image_folder(path, self.image_size, self.num_channels)
+                # Split the folder by file-name hash in proportion to the requested split sizes.
+                total = sum(self.counts.values())
+                index = hash_split(names, (self.counts["val"] / total, self.counts["test"] / total))
+                for split in SPLITS:
+                    chosen = index[split][: shares[split][i]]
+                    if len(chosen) < shares[split][i]:
+                        raise ValueError(
+                            f"{path} has {len(chosen)} images in its {split} share (split by file name in "
+                            "proportion to num_train/num_val/num_test), "
+                            f"{shares[split][i]} are needed; add images or lower data.num_{split}"
+                        )
+                    out[split].append(images[chosen])
+            else:
+                for split in SPLITS:
+                    seed = self.seed + SEED_OFFSETS[split] + 100 * i
+                    out[split].append(generate_uint8(path, shares[split][i], seed, self.device, self.image_size,
+                                                     self.num_channels))  # fmt: skip
+        return {split: torch.cat(parts) for split, parts in out.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        real, fake = self._real_splits(), self._fake_splits()
+        for split in SPLITS:
+            images = torch.cat([real[split], fake[split]])
+            labels = torch.cat([torch.zeros(len(real[split])), torch.ones(len(fake[split]))])
+            self.datasets[split] = LabelledImages(images, labels)
+        self.train_dataset, self.val_dataset = self.datasets["train"], self.datasets["val"]
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=self.num_workers, collate_fn=_collate)  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup("validate")
+        return self._loader(self.datasets["val"], shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup("test")
+        return self._loader(self.datasets["test"], shuffle=False, drop_last=False)
+
+
+def resolve_source(entry: str) -> str:
+    """A fake source as given, or the last match (by name: the newest run stamp) of a glob pattern."""
+    if any(c in entry for c in "*?["):
+        root, pattern = (Path("/"), entry.lstrip("/")) if entry.startswith("/") else (Path("."), entry)
+        matches = sorted(root.expanduser().glob(pattern))
+        if not matches:
+            raise FileNotFoundError(
+                f"data.fakes pattern {entry} matches nothing; train that GAN first (python train.py --config "
+                "configs/<gan>.yaml) or list a checkpoint or image folder that exists"
+            )
+        return str(matches[-1])
+    if not Path(entry).expanduser().exists():
+        raise FileNotFoundError(
+            f"data.fakes entry {entry} does not exist; list GAN checkpoints (<run>/checkpoints/last.ckpt) "
+            "or folders of generated images (python generate.py ... writes them)"
+        )
+    return entry
+
+
+def _shares(count: int, sources: int) -> list[int]:
+    base, extra = divmod(count, sources)
+    return [base + (1 if i < extra else 0) for i in range(sources)]
+
+
+def _as_uint8(images: torch.Tensor) -> torch.Tensor:
+    if images.dtype != torch.uint8:
+        raise ValueError(f"the real datamodule must yield uint8 images, got {images.dtype}")
+    return images
+
+
+@torch.no_grad()
+def generate_uint8(
+    ckpt_path: str | Path, count: int, seed: int, device: str, image_size: int, num_channels: int
+) -> torch.Tensor:
+    """``count`` images from a GAN checkpoint's sampling (EMA) generator, latents seeded by ``seed``, as uint8."""
+    from gan_modules.base import resolve_device
+    from gan_modules.checkpoints import load_gan
+    from gan_modules.core import to_uint8
+
+    model = load_gan(ckpt_path, map_location=resolve_device(device)).eval()
+    shape = (model.hparams.get("num_channels"), model.hparams.get("image_size"))
+    if shape != (num_channels, image_size):
+        raise ValueError(
+            f"{ckpt_path} generates {shape[0]}-channel {shape[1]}px images, but the real images are "
+            f"{num_channels}-channel {image_size}px; pair a GAN with the datamodule it was trained on"
+        )
+    return torch.cat([to_uint8(batch).cpu() for batch in model.sample_batches(count, batch_size=500, seed=seed)])
