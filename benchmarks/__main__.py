@@ -1,7 +1,7 @@
 """``python -m benchmarks``: every benchmark, one after the other, each rewriting its ``benchmarks/results`` file.
 
     python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures),
-                                         # progress bar, quality table (N = 10,000)
+                                         # progress bar, quality table (N = 10,000), fake detection, face swap
     python -m benchmarks --quick         # a few minutes, CI-sized; writes benchmarks/results/quick/
     python -m benchmarks --only fid_speed throughput
 
@@ -19,9 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_fid, bench_loader, bench_progress_bar, bench_throughput, bench_tricks, quality  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_detect,
+    bench_faceswap,
+    bench_fid,
+    bench_loader,
+    bench_progress_bar,
+    bench_throughput,
+    bench_tricks,
+    quality,
+)
 
-SECTIONS = ("throughput", "loader", "fid_speed", "tricks", "progress_bar", "quality")
+SECTIONS = ("throughput", "loader", "fid_speed", "tricks", "progress_bar", "quality", "detect", "faceswap")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
                 bench_progress_bar.main()
         elif section == "quality":
             quality.run(args.quick, args.data_dir, command)
+        elif section == "detect":
+            bench_detect.run(args.quick, args.data_dir, command)
+        elif section == "faceswap":
+            bench_faceswap.main(["--epochs", "3", "--no-ablation", "--out", str(out)] if args.quick else [])
         print(f"== {section} done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
