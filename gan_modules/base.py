@@ -123,6 +123,12 @@ class GANModule(ImageModule):
         self.hparams["tricks"] = [to_spec(t) for t in tricks] if tricks is not None else None
         objective = from_spec(objective, Objective, "model.objective")
         tricks = [from_spec(t, Trick, "model.tricks") for t in tricks] if tricks is not None else None
+        names = [type(t).__name__ for t in tricks or []]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(
+                f"model.tricks lists {', '.join(twice)} more than once (a config's own tricks and an overlay may both "
+                "add it); keep one, or clear the config's list first with --model.tricks '[]'"
+            )
         if n_critic < 1:
             raise ValueError(f"model.n_critic must be >= 1, got {n_critic}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:

@@ -400,13 +400,13 @@ def _import_class(class_path: str) -> type | None:
 
 
 def _refuse_stacked_trick_lists(config: Namespace) -> None:
-    """Stops when several --config files each set ``model.tricks``: jsonargparse keeps only the last list.
+    """Stops when a --config file *replaces* a ``model.tricks`` list that an earlier file set.
 
-    Lists are replaced, not merged, across config files (jsonargparse issues #455, #557), so
-    ``--config configs/tricks/r1.yaml --config configs/tricks/diffaugment.yaml`` would silently train with
-    DiffAugment alone.
+    Lists are replaced, not merged, across config files (jsonargparse issues #455, #557), so a later
+    ``tricks:`` would silently drop the earlier file's tricks. Overlays append with ``tricks+:`` (as every file
+    in ``configs/tricks/`` does), which jsonargparse adds to the list built so far.
     """
-    setters = []
+    earlier: list[str] = []
     for path in config.get("config") or []:
         try:
             loaded = yaml.safe_load(Path(str(path)).read_text()) or {}
@@ -414,14 +414,16 @@ def _refuse_stacked_trick_lists(config: Namespace) -> None:
             continue  # jsonargparse has already read (or reported) the file itself
         model = loaded.get("model") if isinstance(loaded, dict) else None
         init_args = model.get("init_args", model) if isinstance(model, dict) else None
-        if isinstance(init_args, dict) and init_args.get("tricks"):
-            setters.append(str(path))
-    if len(setters) > 1:
-        raise ValueError(
-            f"{' and '.join(setters)} each set model.tricks, and a later config file replaces an earlier list "
-            "instead of adding to it. List all tricks in one file, or add them on the command line: "
-            "--model.tricks+=gan_modules.tricks.DiffAugment"
-        )
+        if not isinstance(init_args, dict):
+            continue
+        if init_args.get("tricks") and earlier:
+            raise ValueError(
+                f"{path} sets model.tricks, which replaces the tricks of {' and '.join(earlier)} instead of adding "
+                "to them. Append in the later file with 'tricks+:' (as configs/tricks/*.yaml do), or on the command "
+                "line: --model.tricks+=gan_modules.tricks.DiffAugment"
+            )
+        if init_args.get("tricks") or init_args.get("tricks+"):
+            earlier.append(str(path))
 
 
 def _same_class(saved: str, configured: str) -> bool:

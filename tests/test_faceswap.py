@@ -143,6 +143,20 @@ def test_warp_keeps_shape_is_identity_at_strength_zero_and_bends_inputs_more_tha
     torch.testing.assert_close(flipped_in, flipped, atol=1e-5, rtol=0)
 
 
+def test_warp_is_random_yet_the_identity_in_expectation():
+    """Warping a coordinate ramp reads off where each pixel was sampled from: each draw moves it, the mean does not."""
+    size = 32
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    ramp = torch.stack([xs, ys]).unsqueeze(0).repeat(400, 1, 1, 1)
+    inputs, targets = random_warp(ramp, strength=1.0, generator=torch.Generator().manual_seed(0))
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the clamped border
+    for warped in (inputs, targets):
+        single = (warped - ramp)[inner].abs().mean(dim=(1, 2, 3))
+        mean_shift = (warped.mean(0) - ramp[0])[inner[1:]].abs().mean()
+        assert single.mean() > 0.02  # a draw moves pixels by about half a pixel or more
+        assert mean_shift < 0.15 * single.mean()  # the average draw is (close to) no displacement at all
+
+
 # ---------------------------------------------------------------------------------------------- steps
 
 

@@ -188,18 +188,26 @@ def test_variants_that_cannot_take_a_trick_say_so_at_construction():
 def test_yaml_overlays_and_command_line_appends_compose_tricks(tmp_path):
     from test_cli import CSV_ONLY, ROOT, fit
 
-    cli = fit(tmp_path / "a", "dcgan_mnist.yaml", *CSV_ONLY, "--config", str(ROOT / "configs/tricks/r1.yaml"),
-              "--model.tricks+=gan_modules.tricks.InstanceNoise", "--model.tricks.std", "0.3")  # fmt: skip
-    r1, noise = cli.model.tricks
-    assert isinstance(r1, R1) and (r1.gamma, r1.every) == (10.0, 16)
-    assert isinstance(noise, InstanceNoise) and noise.std == 0.3
-    saved = (cli.run_dir / "config.yaml").read_text()
-    assert "gan_modules.tricks.R1" in saved and "gan_modules.tricks.InstanceNoise" in saved
-    # Two overlays that each set a list: jsonargparse would keep only the last one, so the CLI stops.
     overlays = ["--config", str(ROOT / "configs/tricks/r1.yaml"), "--config", str(ROOT / "configs/tricks/dragan.yaml")]
-    with pytest.raises(ValueError, match="each set model.tricks.*--model.tricks\\+="):
-        fit(tmp_path / "b", "dcgan_mnist.yaml", *CSV_ONLY, *overlays)
+    cli = fit(tmp_path / "a", "vanilla_mnist.yaml", *CSV_ONLY, *overlays,
+              "--model.tricks+=gan_modules.tricks.InstanceNoise", "--model.tricks.std", "0.3")  # fmt: skip
+    r1, dragan, noise = cli.model.tricks
+    assert isinstance(r1, R1) and (r1.gamma, r1.every) == (10.0, 16)
+    assert isinstance(dragan, DRAGAN) and isinstance(noise, InstanceNoise) and noise.std == 0.3
+    saved = (cli.run_dir / "config.yaml").read_text()
+    assert all(f"gan_modules.tricks.{name}" in saved for name in ("R1", "DRAGAN", "InstanceNoise"))
+    # The DCGAN config's own R1 and an overlay's DiffAugment stack ('tricks+:' appends).
+    cli = fit(tmp_path / "c", "dcgan_mnist.yaml", *CSV_ONLY, "--config", str(ROOT / "configs/tricks/diffaugment.yaml"))
+    assert [type(t).__name__ for t in cli.model.tricks] == ["R1", "DiffAugment"]
+    # A later file that writes 'tricks:' would replace the earlier list (jsonargparse): the CLI stops instead.
+    replacing = tmp_path / "replacing.yaml"
+    replacing.write_text("model:\n  init_args:\n    tricks:\n      - class_path: gan_modules.tricks.DRAGAN\n")
+    with pytest.raises(ValueError, match="replaces the tricks of .*r1.yaml.*tricks\\+:"):
+        fit(tmp_path / "b", "vanilla_mnist.yaml", *CSV_ONLY, overlays[0], overlays[1], "--config", str(replacing))
     assert not (tmp_path / "b").exists()
+    # The same trick twice (the config's R1 and the R1 overlay) is refused at start-up.
+    with pytest.raises(ValueError, match="lists R1 more than once"):
+        fit(tmp_path / "d", "dcgan_mnist.yaml", *CSV_ONLY, *overlays[:2])
 
 
 @pytest.mark.parametrize(
@@ -209,7 +217,9 @@ def test_yaml_overlays_and_command_line_appends_compose_tricks(tmp_path):
 def test_every_trick_overlay_trains_through_the_cli(tmp_path, overlay):
     from test_cli import CSV_ONLY, ROOT, fit
 
-    cli = fit(tmp_path, "dcgan_mnist.yaml", *CSV_ONLY, "--config", str(ROOT / "configs" / "tricks" / overlay))
+    # The DCGAN config trains with its own R1: cleared first, so each overlay is tried alone.
+    overlay_args = ["--model.tricks", "[]", "--config", str(ROOT / "configs" / "tricks" / overlay)]
+    cli = fit(tmp_path, "dcgan_mnist.yaml", *CSV_ONLY, *overlay_args)
     assert len(cli.model.tricks) == 1 and cli.trainer.global_step == 4
     assert (cli.run_dir / "checkpoints" / "last.ckpt").is_file()
 
