@@ -222,7 +222,9 @@ class RealFakeDataModule(ImageDataModule):
         for split in SPLITS:
             images = torch.cat([real[split], fake[split]])
             labels = torch.cat([torch.zeros(len(real[split])), torch.ones(len(fake[split]))])
-            self.datasets[split] = LabelledImages(images, labels)
+            # A fixed interleaving, so every batch (a sanity check's two included) holds both kinds.
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed + 1))
+            self.datasets[split] = LabelledImages(images[order], labels[order])
         self.train_dataset, self.val_dataset = self.datasets["train"], self.datasets["val"]
 
     def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
