@@ -65,13 +65,15 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-def train_detector(fakes: Path, name: str, quick: bool) -> Path:
-    """Trains configs/detect_mnist.yaml on ``fakes`` with train.py (reused when done); returns its best.ckpt."""
+def train_detector(fakes: Path, name: str, quick: bool, extra: tuple[str, ...] = ()) -> Path:
+    """Trains configs/detect_mnist.yaml on ``fakes`` with train.py (reused when the same run is done); returns
+    its best.ckpt. ``extra``: more train.py arguments (``--trainer.max_epochs 10``)."""
     root = ROOT / "runs" / ("detect-quick" if quick else "detect")
     parent = root / name
     done = sorted(parent.glob("*/checkpoints/best.ckpt"))
     marker = lambda ckpt: ckpt.parent.parent / "fakes.txt"
-    done = [c for c in done if marker(c).is_file() and marker(c).read_text() == str(fakes)]
+    settings = " ".join([str(fakes), *extra])
+    done = [c for c in done if marker(c).is_file() and marker(c).read_text() == settings]
     if done:
         print(f"reusing {done[-1]}", flush=True)
         return done[-1]
@@ -80,11 +82,12 @@ def train_detector(fakes: Path, name: str, quick: bool) -> Path:
                "--trainer.enable_progress_bar", "false"]  # fmt: skip
     if quick:
         command += ["--trainer.max_epochs", "1", "--data.num_train", "4000"]
+    command += list(extra)
     print("$", " ".join(command), flush=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     subprocess.run(command, check=True, cwd=ROOT, env=env)
     best = sorted(parent.glob("*/checkpoints/best.ckpt"))[-1]
-    marker(best).write_text(str(fakes))
+    marker(best).write_text(settings)
     return best
 
 
@@ -98,7 +101,7 @@ def evaluate(model, real: torch.Tensor, fake: torch.Tensor, threshold: float, de
     return out
 
 
-def run(quick: bool, data_dir: str, command: str) -> dict:
+def run(quick: bool, data_dir: str, command: str, detector_args: tuple[str, ...] = ()) -> dict:
     start = time.perf_counter()
     mnist = MNISTDataModule(data_dir=data_dir)
     mnist.prepare_data()
@@ -124,7 +127,7 @@ def run(quick: bool, data_dir: str, command: str) -> dict:
     print("== dedicated detectors", flush=True)
     detectors = {}
     for trained_on in ("dcgan", "vanilla"):
-        ckpt = train_detector(runs[trained_on] / "checkpoints" / "last.ckpt", f"on_{trained_on}", quick)
+        ckpt = train_detector(runs[trained_on] / "checkpoints" / "last.ckpt", f"on_{trained_on}", quick, detector_args)
         model = load_model(ckpt).eval()
         threshold = default_threshold(model)
         other = "vanilla" if trained_on == "dcgan" else "dcgan"
@@ -153,6 +156,7 @@ def run(quick: bool, data_dir: str, command: str) -> dict:
         gan = load_model(run_dir / "checkpoints" / "last.ckpt").eval()
         d_robust[name] = evaluate(gan, real, fakes[(name, last[name])], 0.5, tuple(DEGRADATIONS))
     results = {"machine": machine(), "quick": quick, "num_test": num_test, "curve": curve, "detectors": detectors,
+               "detector_args": list(detector_args),
                "d_robust": d_robust, "runs": {k: str(v.relative_to(ROOT)) for k, v in runs.items()},
                "seconds": time.perf_counter() - start}  # fmt: skip
     write(results, quality.RESULTS / "quick" if quick else quality.RESULTS, command)
@@ -235,8 +239,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data_dir", default=str(ROOT / "data"))
+    parser.add_argument("detector_args", nargs="*", help="more train.py arguments for the detectors (after --)")
     args = parser.parse_args(argv)
-    run(args.quick, args.data_dir, "python -m benchmarks.bench_detect" + (" --quick" if args.quick else ""))
+    command = "python -m benchmarks.bench_detect" + (" --quick" if args.quick else "")
+    command += (" -- " + " ".join(args.detector_args)) if args.detector_args else ""
+    run(args.quick, args.data_dir, command, tuple(args.detector_args))
 
 
 if __name__ == "__main__":

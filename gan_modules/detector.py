@@ -12,6 +12,7 @@ Labels: 1 = fake, 0 = real. ``fake_probability(images)`` is the inference API (`
 from __future__ import annotations
 
 import io
+import math
 from typing import Literal
 
 import numpy as np
@@ -199,6 +200,10 @@ class FakeDetector(ImageModule):
 
     best_metric = ("val/auroc", "max")
     sample_grid_nrow = 8
+    # Always fp32 (see ``forward``): a detector trained under bf16 autocast scored held-out AUROC 0.9997 under
+    # bf16 and 0.959 in fp32 on the same images, i.e. it had learned bf16's rounding; training and inference
+    # must see the same arithmetic, and fp32 is the one every user can run.
+    cpu_bf16_pays = False
 
     def __init__(
         self,
@@ -212,6 +217,7 @@ class FakeDetector(ImageModule):
         max_sigma: float = 1.0,
         jpeg_prob: float = 0.5,
         min_quality: int = 30,
+        lr_schedule: Literal["cosine", "constant"] = "cosine",
         channels_last: bool | None = None,
     ) -> None:
         """
@@ -226,6 +232,9 @@ class FakeDetector(ImageModule):
             max_sigma: largest blur sigma in pixels.
             jpeg_prob: probability of JPEG re-compression of each training image.
             min_quality: lowest JPEG quality drawn (uniform up to 100).
+            lr_schedule: "cosine" decays the learning rate to 0 over the run (per step; Loshchilov & Hutter 2017),
+                "constant" keeps it. At a constant 1e-3 a 12-epoch MNIST detector fell from val AUROC 0.99 to 0.5
+                in its last two epochs.
             channels_last: the channels_last layout; None chooses it (the networks are convolutional).
         """
         super().__init__()
@@ -233,6 +242,8 @@ class FakeDetector(ImageModule):
             raise ValueError(f"model.arch must be 'cnn' or 'resnet18', got {arch!r}")
         if not lr > 0:
             raise ValueError(f"model.lr must be positive, got {lr}")
+        if lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"model.lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
         self.save_hyperparameters()
         self.augment = DetectorAugment(blur_prob, max_sigma, jpeg_prob, min_quality)
         if arch == "cnn":
@@ -249,8 +260,9 @@ class FakeDetector(ImageModule):
         self.choose_memory_format(channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Images (uint8 or [-1, 1]) [N, C, H, W] -> logits [N]; higher = more likely fake."""
-        return self.network(self.images_in(images))
+        """Images (uint8 or [-1, 1]) [N, C, H, W] -> logits [N]; higher = more likely fake. fp32 under any autocast."""
+        with torch.autocast(images.device.type, enabled=False):
+            return self.network(self.images_in(images).float())
 
     @torch.no_grad()
     def fake_probability(self, images: Tensor) -> Tensor:
@@ -258,8 +270,7 @@ class FakeDetector(ImageModule):
         was_training = self.training
         self.eval()
         try:
-            with torch.autocast(self.device.type, enabled=False):
-                return torch.sigmoid(self(images.to(self.device)).float())
+            return torch.sigmoid(self(images.to(self.device)).float())
         finally:
             self.train(was_training)
 
@@ -319,7 +330,14 @@ class FakeDetector(ImageModule):
         self.log_dict({f"test/{k}": v for k, v in metrics.items()})
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):  # no max_epochs / max_steps: nothing to decay towards
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(steps)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def set_fixed_images(self, images: Tensor, labels: Tensor) -> None:
         """Up to 32 images (a whole number of grid rows) and their labels, shown in every sample grid."""

@@ -153,6 +153,8 @@ def test_detector_learns_an_easy_split_and_the_checkpoint_keeps_its_threshold(tm
     cli = train_detector(tmp_path, fakes, 2)
     run = cli.run_dir
     assert cli.trainer.callback_metrics["val/auroc"] > 0.99
+    (schedule,) = cli.trainer.lr_scheduler_configs  # cosine, per step: down to about 0 at the last step
+    assert schedule.interval == "step" and schedule.scheduler.get_last_lr()[0] < 0.01 * cli.model.hparams.lr
     (result,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(run / "checkpoints" / "best.ckpt"),
                                  weights_only=True, verbose=False)  # fmt: skip
     assert result["test/auroc"] > 0.99 and result["test/acc"] > 0.95
