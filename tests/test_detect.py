@@ -88,6 +88,20 @@ def test_degradations_keep_shape_and_change_pixels_as_their_strength_says():
     assert (resize_down_up(noisy, 0.5).float() - noisy.float()).abs().mean() > 5 * err(resize_down_up(images, 0.5))
 
 
+def test_augmentation_applies_each_degradation_with_its_probability():
+    from gan_modules.detector import DetectorAugment
+
+    images = noise(16, 3)
+    assert torch.equal(DetectorAugment(blur_prob=0, jpeg_prob=0)(images), images)
+    for kwargs in ({"blur_prob": 1.0}, {"jpeg_prob": 1.0}, {"resize_prob": 1.0}):
+        settings = {"blur_prob": 0.0, "jpeg_prob": 0.0, **kwargs}
+        out = DetectorAugment(**settings)(images)
+        changed = (out != images).any(dim=(1, 2, 3)).float().mean()
+        assert out.shape == images.shape and changed > 0.5  # a blur of tiny sigma may change nothing
+    with pytest.raises(ValueError, match="resize_prob must be in"):
+        DetectorAugment(resize_prob=2.0)
+
+
 def test_hash_split_is_stable_and_disjoint():
     names = [f"{i}.png" for i in range(1000)]
     split = hash_split(names, (0.1, 0.1))
