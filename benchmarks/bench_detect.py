@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import quality  # noqa: E402
 from benchmarks.machine import header, machine  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
-from datamodules.realfake import SEED_OFFSETS, generate_uint8  # noqa: E402
+from datamodules.realfake import SEED_OFFSETS, generate_uint8, load_generator  # noqa: E402
 from gan_modules.checkpoints import load_model  # noqa: E402
 from gan_modules.detect import default_threshold, degrade, fake_probabilities  # noqa: E402
 from gan_modules.detector import classification_metrics  # noqa: E402
+from gan_modules.plots import save_atomically  # noqa: E402
 
 ROOT = quality.ROOT
 NUM_VAL, NUM_TEST = 2_000, 5_000
@@ -111,13 +112,14 @@ def run(quick: bool, data_dir: str, command: str, detector_args: tuple[str, ...]
     runs = gan_runs(quick)
     fakes: dict[tuple[str, int], torch.Tensor] = {}
     curve: dict[str, list[dict]] = {}
+    last_gan = {}  # each run's last checkpoint (last.ckpt, the highest epoch), kept for the degradation rows
     print("== the discriminators as detectors", flush=True)
     for name, run_dir in runs.items():
         curve[name] = []
         for epoch, ckpt in checkpoints(run_dir):
-            fake = generate_uint8(ckpt, num_test, TEST_SEED, "auto", 28, 1)
+            gan = last_gan[name] = load_generator(ckpt, "auto", 28, 1)
+            fake = generate_uint8(gan, num_test, TEST_SEED)
             fakes[(name, epoch)] = fake
-            gan = load_model(ckpt).eval()
             metrics = evaluate(gan, real, fake, 0.5)["clean"]
             curve[name].append({"epoch": epoch, "checkpoint": ckpt.name, **metrics})
             print(f"{name} epoch {epoch}: D AUROC {metrics['auroc']:.4f}", flush=True)
@@ -152,8 +154,7 @@ def run(quick: bool, data_dir: str, command: str, detector_args: tuple[str, ...]
 
     print("== the discriminators after degradation", flush=True)
     d_robust = {}
-    for name, run_dir in runs.items():
-        gan = load_model(run_dir / "checkpoints" / "last.ckpt").eval()
+    for name, gan in last_gan.items():
         d_robust[name] = evaluate(gan, real, fakes[(name, last[name])], 0.5, tuple(DEGRADATIONS))
     results = {"machine": machine(), "quick": quick, "num_test": num_test, "curve": curve, "detectors": detectors,
                "detector_args": list(detector_args),
@@ -182,10 +183,8 @@ def plot(results: dict, path: Path) -> None:
     ax.axhline(0.5, color="gray", linewidth=0.8, linestyle=":")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write(results: dict, out: Path, command: str) -> None:
@@ -198,8 +197,11 @@ def write(results: dict, out: Path, command: str) -> None:
         "on its validation split (a discriminator: 0.5), with accuracy at 0.5 beside it.",
         f"GAN runs: {', '.join(f'{k} `{v}`' for k, v in results['runs'].items())}. "
         f"Total time {results['seconds'] / 60:.1f} min."
-        + (" **Quick mode: two short GAN runs and one-epoch detectors on 4,000 images, not the claim.**"
-           if results["quick"] else ""),  # fmt: skip
+        + (
+            " **Quick mode: two short GAN runs and one-epoch detectors on 4,000 images, not the claim.**"
+            if results["quick"]
+            else ""
+        ),  # fmt: skip
         "",
         "## 1. A discriminator as a detector, over training (`detect_auroc.png`)",
         "",

@@ -130,8 +130,9 @@ def center_crop_box(width: int, height: int, crop_size: int | None) -> tuple[int
     return left, top, left + side, top + side
 
 
-def decode_image(path: Path, image_size: int, crop_size: int | None) -> np.ndarray:
-    """Image file -> uint8 [3, image_size, image_size]: RGB, centred square crop, antialiased resize.
+def decode_image(path: Path, image_size: int, crop_size: int | None, num_channels: int = 3) -> np.ndarray:
+    """Image file -> uint8 [C, image_size, image_size]: RGB (C = 3) or its luma (C = 1, ITU-R 601, exact for
+    gray images), centred square crop, antialiased resize.
 
     Raises whatever PIL raises for a file it cannot decode (truncated files included: PIL's
     ``LOAD_TRUNCATED_IMAGES`` is a process-wide switch and stays off).
@@ -139,19 +140,42 @@ def decode_image(path: Path, image_size: int, crop_size: int | None) -> np.ndarr
     if path.stat().st_size == 0:
         raise ValueError("empty file")
     with Image.open(path) as img:
+        if num_channels not in (1, 3):
+            raise ValueError(f"images are decoded to 1 or 3 channels, not {num_channels}")
         rgb = to_rgb(img)
+        image = rgb if num_channels == 3 else rgb.convert("L")
         # Crop first, then resize: resize(box=...) lets the filter read pixels outside the box.
-        square = rgb.crop(center_crop_box(*rgb.size, crop_size))
+        square = image.crop(center_crop_box(*image.size, crop_size))
         resized = square.resize((image_size, image_size), resample=RESAMPLE)
-        return np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1).copy()
+        array = np.asarray(resized, dtype=np.uint8)
+        return (array[None] if num_channels == 1 else array.transpose(2, 0, 1)).copy()
 
 
-def try_decode(path: Path, image_size: int, crop_size: int | None) -> tuple[np.ndarray | None, str]:
+def try_decode(
+    path: Path, image_size: int, crop_size: int | None, num_channels: int = 3
+) -> tuple[np.ndarray | None, str]:
     """``decode_image`` that returns ``(None, reason)`` instead of raising."""
     try:
-        return decode_image(path, image_size, crop_size), ""
+        return decode_image(path, image_size, crop_size, num_channels), ""
     except Exception as err:  # noqa: BLE001 - PIL's plugins raise a zoo of types; any failure means skip
         return None, f"{type(err).__name__}: {err}"
+
+
+def decode_folder(
+    folder: Path, image_size: int, num_channels: int = 3, crop_size: int | None = None
+) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
+    """(relative names, uint8 [C, S, S] images, [(skipped name, reason)]) of the image files under ``folder``,
+    in memory and uncached (small folders: a command's inputs, a detector's fakes)."""
+    files, _ = scan_images(folder)
+    names, images, skipped = [], [], []
+    for file in files:
+        image, reason = try_decode(file.path, image_size, crop_size, num_channels)
+        if image is None:
+            skipped.append((file.name, reason))
+        else:
+            names.append(file.name)
+            images.append(image)
+    return names, images, skipped
 
 
 def available_cpus() -> int:

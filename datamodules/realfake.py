@@ -15,13 +15,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import ImageDataModule
-from datamodules.cache import RESAMPLE, center_crop_box, scan_images
+from datamodules.cache import decode_folder
 
 SPLITS = ("train", "val", "test")
 SEED_OFFSETS = {"train": 1_000, "val": 2_000, "test": 3_000}  # latent seeds per split: disjoint z draws
@@ -54,29 +52,18 @@ def _collate(batch):
 
 
 def load_image_folder(folder: str | Path, image_size: int, num_channels: int) -> tuple[torch.Tensor, list[str]]:
-    """Every image under ``folder`` -> (uint8 [N, C, S, S], relative paths): centre square, bicubic resize.
+    """Every image under ``folder`` -> (uint8 [N, C, S, S], relative paths), decoded as the image datamodules do
+    (``datamodules.cache.decode_image``: centre square, bicubic resize, transparency on white).
 
     Files that do not decode are skipped; a folder with no decodable image is an error.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of .png/.jpg images")
-    files, _ = scan_images(folder)
-    images, names = [], []
-    mode = "L" if num_channels == 1 else "RGB"
-    for file in files:
-        try:
-            with Image.open(file.path) as img:
-                img = img.convert(mode)
-                square = img.crop(center_crop_box(*img.size, None)).resize((image_size, image_size), RESAMPLE)
-                array = np.asarray(square, dtype=np.uint8)
-        except Exception:  # noqa: BLE001 - PIL raises many types; an unreadable file is skipped
-            continue
-        images.append(torch.from_numpy(array.copy()).view(image_size, image_size, num_channels).permute(2, 0, 1))
-        names.append(file.name)
+    names, images, _ = decode_folder(folder, image_size, num_channels)
     if not images:
         raise ValueError(f"no image in {folder} could be decoded; it needs .png/.jpg files")
-    return torch.stack(images), names
+    return torch.stack([torch.from_numpy(image) for image in images]), names
 
 
 def hash_split(names: list[str], fractions: tuple[float, float]) -> dict[str, list[int]]:
@@ -209,10 +196,10 @@ class RealFakeDataModule(ImageDataModule):
                         )
                     out[split].append(images[chosen])
             else:
+                gan = load_generator(path, self.device, self.image_size, self.num_channels)
                 for split in SPLITS:
                     seed = self.seed + SEED_OFFSETS[split] + 100 * i
-                    out[split].append(generate_uint8(path, shares[split][i], seed, self.device, self.image_size,
-                                                     self.num_channels))  # fmt: skip
+                    out[split].append(generate_uint8(gan, shares[split][i], seed))
         return {split: torch.cat(parts) for split, parts in out.items()}
 
     def setup(self, stage: str | None = None) -> None:
@@ -270,14 +257,11 @@ def _as_uint8(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-@torch.no_grad()
-def generate_uint8(
-    ckpt_path: str | Path, count: int, seed: int, device: str, image_size: int, num_channels: int
-) -> torch.Tensor:
-    """``count`` images from a GAN checkpoint's sampling (EMA) generator, latents seeded by ``seed``, as uint8."""
+def load_generator(ckpt_path: str | Path, device: str, image_size: int, num_channels: int):
+    """The GAN in ``ckpt_path`` (eval mode, on ``device``); refused unless its images are ``num_channels`` x
+    ``image_size``."""
     from gan_modules.base import resolve_device
     from gan_modules.checkpoints import load_gan
-    from gan_modules.core import to_uint8
 
     model = load_gan(ckpt_path, map_location=resolve_device(device)).eval()
     shape = (model.hparams.get("num_channels"), model.hparams.get("image_size"))
@@ -286,4 +270,12 @@ def generate_uint8(
             f"{ckpt_path} generates {shape[0]}-channel {shape[1]}px images, but the real images are "
             f"{num_channels}-channel {image_size}px; pair a GAN with the datamodule it was trained on"
         )
+    return model
+
+
+@torch.no_grad()
+def generate_uint8(model, count: int, seed: int) -> torch.Tensor:
+    """``count`` images from a GAN's sampling (EMA) generator, latents seeded by ``seed``, as uint8 on the CPU."""
+    from gan_modules.core import to_uint8
+
     return torch.cat([to_uint8(batch).cpu() for batch in model.sample_batches(count, batch_size=500, seed=seed)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,6 +12,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
 from gan_modules.base import grid_rows
+from gan_modules.plots import save_atomically
 
 
 class SampleGrid(pl.Callback):
@@ -42,9 +42,7 @@ class SampleGrid(pl.Callback):
         grid = make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
         path = self.sample_dir(trainer) / f"epoch_{trainer.current_epoch:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.png")
-        save_image(grid, tmp)
-        os.replace(tmp, path)
+        save_atomically(path, lambda tmp: save_image(grid, tmp))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="samples", images=[grid], step=trainer.global_step)

@@ -210,9 +210,10 @@ class GANCLI(LightningCLI):
         config.best_checkpoint.dirpath = str(run_dir / "checkpoints")
         if config.trainer.enable_progress_bar is not False:
             config.trainer.callbacks = self._with_progress_bar(config.trainer.callbacks)
-        self._best_metric_of_model(config)
+        model_class = _import_class(str(getattr(config.model, "class_path", "")))
+        self._best_metric_of_model(config, model_class)
         if config.trainer.precision is None:
-            config.trainer.precision = self._default_precision(config.trainer.accelerator, config.model)
+            config.trainer.precision = self._default_precision(config.trainer.accelerator, model_class)
         if config.trainer.strategy == "ddp":
             # Each GAN step leaves one network out of each backward pass; DDP must be told to look.
             config.trainer.strategy = Namespace(
@@ -326,16 +327,15 @@ class GANCLI(LightningCLI):
         self._resume = None  # the trainer reads the file itself; do not keep a second copy in memory
 
     @staticmethod
-    def _best_metric_of_model(config: Namespace) -> None:
+    def _best_metric_of_model(config: Namespace, model_class: type | None) -> None:
         """best.ckpt tracks the model's own metric (val/fid for GANs, val/auroc for the detector) unless set."""
-        model_class = _import_class(str(getattr(config.model, "class_path", "")))
         best = config.best_checkpoint
         if model_class is None or (best.monitor, best.mode) != ("val/fid", "min"):
             return
         best.monitor, best.mode = getattr(model_class, "best_metric", ("val/fid", "min"))
 
     @staticmethod
-    def _default_precision(accelerator, model_config) -> str:
+    def _default_precision(accelerator, model_class: type | None) -> str:
         """On a CPU, bf16-mixed where bf16 autocast is measured faster, else 32-true; stated in one line.
 
         bf16 needs both a CPU that is fast at it (``cpu_bf16_is_fast``) and a model that opts in
@@ -347,7 +347,6 @@ class GANCLI(LightningCLI):
         if not on_cpu:
             return "32-true"
         fast, reason = cpu_bf16_is_fast()
-        model_class = _import_class(str(getattr(model_config, "class_path", "")))
         if fast and model_class is not None and not getattr(model_class, "cpu_bf16_pays", True):
             fast, reason = False, f"{reason}, but {model_class.__name__} keeps fp32 on a CPU (cpu_bf16_pays)"
         precision = "bf16-mixed" if fast else "32-true"

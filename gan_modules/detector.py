@@ -261,8 +261,6 @@ class FakeDetector(ImageModule):
         self.register_buffer("threshold", torch.tensor(0.5))
         self.register_buffer("fixed_images", torch.empty(0, num_channels, image_size, image_size, dtype=torch.uint8))
         self.register_buffer("fixed_labels", torch.empty(0))
-        self.val_auroc, self.val_ap = BinaryAUROC(), BinaryAveragePrecision()
-        self.test_auroc, self.test_ap = BinaryAUROC(), BinaryAveragePrecision()
         self._val_outputs: list[tuple[Tensor, Tensor]] = []
         self._test_outputs: list[tuple[Tensor, Tensor]] = []
         self.choose_memory_format(channels_last)

@@ -9,7 +9,6 @@ Existing files are never overwritten: the output folder must be new or empty, ev
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from torchvision.utils import make_grid, save_image
 
 from gan_modules.base import GANModule, grid_rows, resolve_device
 from gan_modules.checkpoints import load_gan
-from gan_modules.plots import interpolation_latents, save_gif, walk_frames
+from gan_modules.plots import interpolation_latents, save_atomically, save_gif, walk_frames
 
 
 @torch.inference_mode()
@@ -33,9 +32,7 @@ def generate_images(model: GANModule, num_images: int, batch_size: int, seed: in
 
 
 def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    save_image(tensor, tmp)
-    os.replace(tmp, path)
+    save_atomically(path, lambda tmp: save_image(tensor, tmp))
 
 
 def main(argv: list[str] | None = None) -> int:

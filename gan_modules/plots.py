@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -16,6 +16,19 @@ from torch import Tensor
 
 TRAIN_KEYS = ("train/d_loss", "train/g_loss")
 VAL_KEYS = ("val/fid", "val/kid")
+
+
+def save_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Writes ``path`` through ``write(tmp)`` under a hidden temporary name in the same folder, then renames it:
+    a reader never sees a half-written file and an interrupted write leaves nothing behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # the suffix tells PIL/matplotlib the format
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def read_metrics(path: str | Path) -> dict[str, list[tuple[float, float]]]:
@@ -114,11 +127,8 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.suptitle(f"{run_dir.parent.name}/{run_dir.name}", fontsize=10)
-    out = Path(out) if out is not None else run_dir / "training.png"
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    out = save_atomically(out if out is not None else run_dir / "training.png", lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 
@@ -210,9 +220,6 @@ def plot_points(samples: Tensor, means: Tensor, path: str | Path, title: str = "
     ax.set_ylim(-span, span)
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    path = save_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
     return path

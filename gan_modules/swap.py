@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from datamodules.cache import IMAGE_EXTENSIONS, scan_images, try_decode
+from datamodules.cache import IMAGE_EXTENSIONS, decode_folder
 from gan_modules.base import resolve_device
 from gan_modules.checkpoints import load_model
 from gan_modules.faceswap import FaceSwap
+from gan_modules.plots import save_atomically
 
 GRID_MAX = 64  # faces shown in --grid (the first ones by name); every face is still written to --out
 
@@ -33,22 +34,14 @@ def read_faces(folder: Path, image_size: int) -> tuple[list[str], torch.Tensor, 
     """(relative names, uint8 images [N, 3, S, S], [(skipped name, reason)]) for the images under ``folder``."""
     if not folder.is_dir():
         raise FileNotFoundError(f"--input {folder} is not a folder; pass a folder of face crops (.jpg, .png, ...)")
-    files, _ = scan_images(folder)
-    names, images, skipped = [], [], []
-    for file in files:
-        image, reason = try_decode(file.path, image_size, None)
-        if image is None:
-            skipped.append((file.name, reason))
-            continue
-        names.append(file.name)
-        images.append(torch.from_numpy(image))
+    names, images, skipped = decode_folder(folder, image_size)
     if not images:
-        detail = f"; none of {len(files)} image files could be decoded" if files else ""
+        detail = f"; none of {len(skipped)} image files could be decoded" if skipped else ""
         raise FileNotFoundError(
             f"no readable face images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}{detail}; "
             "pass a folder of face crops"
         )
-    return names, torch.stack(images), skipped
+    return names, torch.stack([torch.from_numpy(image) for image in images]), skipped
 
 
 def output_names(names: list[str]) -> list[str]:
@@ -140,10 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(swapped)} faces swapped to identity {args.to.upper()} to {out_dir}")
     if grid_path is not None:
         grid_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = grid_path.with_name(f".{grid_path.name}.tmp.png")
         n = min(GRID_MAX, len(images))
-        save_image(comparison_grid(images[:n], rebuilt[:n], swapped[:n]), tmp)
-        os.replace(tmp, grid_path)
+        grid = comparison_grid(images[:n], rebuilt[:n], swapped[:n])
+        save_atomically(grid_path, lambda tmp: save_image(grid, tmp))
         print(f"wrote input | reconstruction | swap triplets of {n} faces to {grid_path}")
     return 0
 

@@ -261,6 +261,18 @@ def test_odd_modes_convert_to_rgb(tmp_path: Path, name: str, expected_rgb: tuple
     assert np.abs(image.reshape(3, -1).astype(int) - np.array(expected_rgb)[:, None]).max() <= 1
 
 
+@pytest.mark.parametrize("name", ["gray.png", "gray16.png", "rgba.png", "palette.png"])
+def test_one_channel_decode_is_the_luma_of_the_rgb_decode(tmp_path: Path, name: str) -> None:
+    make_bad_folder(tmp_path)
+    rgb = cache.decode_image(tmp_path / name, image_size=SIZE, crop_size=None).astype(float)
+    gray = cache.decode_image(tmp_path / name, image_size=SIZE, crop_size=None, num_channels=1)
+    assert gray.shape == (1, SIZE, SIZE) and gray.dtype == np.uint8
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]  # ITU-R 601, PIL's convert("L")
+    assert np.abs(gray[0].astype(float) - luma).max() <= 1
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        cache.decode_image(tmp_path / name, image_size=SIZE, crop_size=None, num_channels=2)
+
+
 def test_bad_files_are_skipped_and_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     make_bad_folder(tmp_path / "imgs")
     dm = ImageFolderDataModule(data_dir=str(tmp_path / "imgs"), image_size=SIZE, cache_dir=str(tmp_path / "c"))
@@ -349,9 +361,9 @@ def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = cache.decode_image
 
-    def counting(path: Path, image_size: int, crop_size: int | None) -> np.ndarray:
+    def counting(path: Path, image_size: int, crop_size: int | None, num_channels: int = 3) -> np.ndarray:
         calls.append(path)
-        return real(path, image_size, crop_size)
+        return real(path, image_size, crop_size, num_channels)
 
     monkeypatch.setattr(cache, "decode_image", counting)
     return calls
@@ -398,11 +410,11 @@ def test_interrupted_cache_write_leaves_nothing_usable(tmp_path: Path, monkeypat
     real = cache.decode_image
     calls = []
 
-    def interrupted(path: Path, image_size: int, crop_size: int | None) -> np.ndarray:
+    def interrupted(path: Path, image_size: int, crop_size: int | None, num_channels: int = 3) -> np.ndarray:
         calls.append(path)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return real(path, image_size, crop_size)
+        return real(path, image_size, crop_size, num_channels)
 
     monkeypatch.setattr(cache, "decode_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -417,9 +429,9 @@ def test_interrupted_cache_write_leaves_nothing_usable(tmp_path: Path, monkeypat
 def _build_slowly(data_dir: str) -> None:
     real = cache.decode_image
 
-    def slow(path: Path, image_size: int, crop_size: int | None) -> np.ndarray:
+    def slow(path: Path, image_size: int, crop_size: int | None, num_channels: int = 3) -> np.ndarray:
         time.sleep(0.05)
-        return real(path, image_size, crop_size)
+        return real(path, image_size, crop_size, num_channels)
 
     cache.decode_image = slow
     CelebADataModule(data_dir=data_dir, image_size=SIZE).prepare_data()
