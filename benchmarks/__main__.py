@@ -1,7 +1,8 @@
 """``python -m benchmarks``: every benchmark, one after the other, each rewriting its ``benchmarks/results`` file.
 
-    python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures),
-                                         # progress bar, quality table (N = 10,000), fake detection, face swap
+    python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures), the
+                                         # tricks' MNIST ablation, progress bar, quality table (N = 10,000),
+                                         # fake detection, face swap
     python -m benchmarks --quick         # a few minutes, CI-sized; writes benchmarks/results/quick/
     python -m benchmarks --only fid_speed throughput
 
@@ -20,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import (  # noqa: E402
+    bench_ablation,
     bench_detect,
     bench_faceswap,
     bench_fid,
@@ -30,7 +32,9 @@ from benchmarks import (  # noqa: E402
     quality,
 )
 
-SECTIONS = ("throughput", "loader", "fid_speed", "tricks", "progress_bar", "quality", "detect", "faceswap")
+SECTIONS = (
+    "throughput", "loader", "fid_speed", "tricks", "ablation", "progress_bar", "quality", "detect", "faceswap",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         elif section == "tricks":
             bench_tricks.main(["--quick"] if args.quick else [])
+        elif section == "ablation":
+            bench_ablation.run(args.quick, args.data_dir)
         elif section == "progress_bar":
             if not args.quick:  # a cost of a few percent needs the full-length measurement
                 bench_progress_bar.main()

@@ -43,8 +43,15 @@ CONFIGS = {
     "PacGAN4": lambda: {"tricks": [PacGAN(m=4)]},
     "minibatch stddev": lambda: {"d_minibatch": "stddev"},
     "R1 + PacGAN4": lambda: {"tricks": [R1(gamma=0.1), PacGAN(m=4)]},
+    # configs/toy_mixture.yaml: 5x the learning rate, decayed linearly over the last 70%, and a light R1.
+    "toy_mixture.yaml (R1 + lr 1e-3 decayed)": lambda: {
+        "tricks": [R1(gamma=0.1)],
+        "lr": 1e-3,
+        "lr_decay": "linear",
+        "lr_decay_start": 0.3,
+    },  # fmt: skip
 }
-DEFAULT_CONFIGS = ["GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4"]
+DEFAULT_CONFIGS = ["GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4", "toy_mixture.yaml (R1 + lr 1e-3 decayed)"]
 # Lin et al. 2018, Table 1 (modes, high-quality %), for the same protocol.
 PUBLISHED = {
     ("ring", "GAN"): (6.3, 98.2),
@@ -59,7 +66,7 @@ def run_one(
     mixture: str, config: str, seed: int, steps: int, batch_size: int, scatter: Path | None, **model_args
 ) -> dict:
     pl.seed_everything(seed, verbose=False)
-    model = ToyGAN(**CONFIGS[config](), **model_args)
+    model = ToyGAN(**{**model_args, **CONFIGS[config]()})
     data = ToyMixtureDataModule(mixture, num_samples=steps * batch_size, batch_size=batch_size, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
@@ -89,7 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000, help="D (and G) updates per run")
     parser.add_argument("--batch_size", type=int, default=500)
-    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
+    parser.add_argument(
+        "--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS),
+        help="configurations to run; rows of others already in the results file (same budget) are kept",
+    )  # fmt: skip
     parser.add_argument("--mixtures", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
     parser.add_argument("--g_hidden", type=int, nargs="+", default=[256, 256, 256], help="G's hidden widths")
     parser.add_argument("--d_hidden", type=int, nargs="+", default=[256, 256, 256], help="D's hidden widths")
@@ -124,7 +134,20 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{mixture} {config} seed {seed}: {row['modes']:.0f} modes, "
                       f"{100 * row['high_quality']:.1f}% HQ, {row['cpu_s']:.0f} CPU s", flush=True)  # fmt: skip
     command = "python -m benchmarks.bench_tricks" + (" --quick" if args.quick else "")
+    results["runs"] = kept_rows(out / "tricks.json", results) + results["runs"]
     write(results, out, command, seeds)
+
+
+def kept_rows(path: Path, results: dict) -> list[dict]:
+    """Rows of an earlier results file at the same budget and settings for configurations not run now."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    same = all(old.get(k) == results[k] for k in ("steps", "batch_size", "num_eval"))
+    settings = lambda model: json.loads(json.dumps({k: v for k, v in model.items() if k != "argv"}))  # noqa: E731
+    same = same and settings(old.get("model", {})) == settings(results["model"])
+    ran = {(r["mixture"], r["config"]) for r in results["runs"]}
+    return [r for r in old.get("runs", []) if same and (r["mixture"], r["config"]) not in ran]
 
 
 def verdicts(results: dict) -> list[str]:
@@ -159,10 +182,32 @@ def verdicts(results: dict) -> list[str]:
 
 
 def write(results: dict, out: Path, command: str, seeds: int) -> None:
+    results = {**results, "command": command, "seeds": seeds}
     (out / "tricks.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = header("Tricks against mode collapse: 2-D mixtures", results["machine"], command)
+    write_markdown(out, command)
+
+
+def write_markdown(out: Path, command: str) -> None:
+    """``tricks.md`` from ``tricks.json`` (2-D mixtures) and ``tricks_mnist.json`` (``bench_ablation``)."""
+    from benchmarks import bench_ablation
+
+    toy_path, mnist_path = out / "tricks.json", out / "tricks_mnist.json"
+    toy = json.loads(toy_path.read_text()) if toy_path.is_file() else None
+    mnist = json.loads(mnist_path.read_text()) if mnist_path.is_file() else None
+    lines = header("Training tricks: what each one does", (toy or mnist)["machine"], command)
+    if toy is not None:
+        lines += toy_section(toy, toy.get("command", "python -m benchmarks.bench_tricks"), toy.get("seeds", 5))
+    if mnist is not None:
+        lines += ["", *bench_ablation.section(mnist, mnist.get("command", "python -m benchmarks.bench_ablation"))]
+    (out / "tricks.md").write_text("\n".join(lines) + "\n")
+
+
+def toy_section(results: dict, command: str, seeds: int) -> list[str]:
     m = results["model"]
-    lines += [
+    lines = [
+        "## Mode collapse: 2-D mixtures",
+        "",
+        f"`{command}`. "
         f"PacGAN's protocol (Lin et al. 2018): ring of 8 modes (radius 1, sigma 0.01) and grid of 25 modes "
         f"(means {{-4,-2,0,2,4}}^2, sigma 0.05); {results['num_eval']:,} samples scored per run; a sample is high "
         "quality within 3 sigma of its nearest mode, a mode is covered with at least one high-quality sample. "
@@ -196,7 +241,7 @@ def write(results: dict, out: Path, command: str, seeds: int) -> None:
     ]
     lines += [f"- {sentence}" for sentence in verdicts(results)]
     lines += ["", "Scatter plots of seed 0 (2,500 samples, modes as crosses, 3-sigma circles): `tricks/`."]
-    (out / "tricks.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,18 @@ from gan_modules.core import ImageModule, NonFiniteLossError, first_tensor, to_u
 from gan_modules.objectives import NonSaturating, Objective
 from gan_modules.specs import from_spec, to_spec
 from gan_modules.tricks.base import DOut, Step, Trick
+
+
+def lr_factor(kind: str, start: float, total: int, step: int) -> float:
+    """The learning-rate multiplier after ``step`` of ``total`` updates: 1 until ``start * total``, then a linear
+    or cosine fall to 0 at ``total`` (and 0 after it)."""
+    begin = start * total
+    if step <= begin:
+        return 1.0
+    progress = min(1.0, (step - begin) / max(1.0, total - begin))
+    if kind == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def ema_multi_avg_fn(decay: float):
@@ -78,6 +91,8 @@ class GANModule(ImageModule):
         grad_clip_d: float | None = None,
         grad_clip_algorithm: Literal["norm", "value"] = "norm",
         ema_decay: float | None = 0.999,
+        lr_decay: Literal["none", "linear", "cosine"] = "none",
+        lr_decay_start: float = 0.0,
         num_samples: int = 64,
         sample_seed: int = 0,
         val_num_samples: int = 500,  # CPU-sized (about a minute of Inception on 2 cores); 10000 on a GPU
@@ -101,6 +116,11 @@ class GANModule(ImageModule):
             grad_clip_d: clip D's gradients to this norm/value; None disables.
             grad_clip_algorithm: "norm" (total L2 norm) or "value" (elementwise, Keras' clipvalue).
             ema_decay: decay of the generator's exponential moving average; None disables the EMA.
+            lr_decay: "linear" or "cosine" takes both learning rates to 0 by the end of the run (per update,
+                over ``trainer.max_epochs`` or ``max_steps``; pix2pix's linear decay, Isola et al. 2017); "none"
+                keeps them constant. Applies to ``optimizer_g``/``optimizer_d`` too.
+            lr_decay_start: the fraction of the run (in [0, 1)) after which the decay begins; 0.5 halves
+                the run into a constant and a decaying part, as pix2pix does.
             num_samples: how many fixed latents make the sample grid.
             sample_seed: seed of the fixed latents, independent of the training seed.
             val_num_samples: generated (and reference) images behind ``val/fid``, ``val/kid`` and
@@ -133,6 +153,10 @@ class GANModule(ImageModule):
             raise ValueError(f"model.n_critic must be >= 1, got {n_critic}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must be in (0, 1) or null to disable the EMA, got {ema_decay}")
+        if lr_decay not in ("none", "linear", "cosine"):
+            raise ValueError(f"model.lr_decay must be 'none', 'linear' or 'cosine', got {lr_decay!r}")
+        if not 0.0 <= lr_decay_start < 1.0:
+            raise ValueError(f"model.lr_decay_start is a fraction of the run in [0, 1), got {lr_decay_start}")
         if val_num_samples < 0:
             raise ValueError(f"model.val_num_samples must be >= 0 (0 disables val/fid), got {val_num_samples}")
         for name, value in (("lr", lr), ("lr_d", lr_d), ("grad_clip_g", grad_clip_g), ("grad_clip_d", grad_clip_d)):
@@ -256,7 +280,28 @@ class GANModule(ImageModule):
             opt_g = self.optimizer_g_factory(self.generator.parameters())
         else:
             opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=hp.betas)
-        return [opt_d, opt_g]
+        if hp.get("lr_decay", "none") == "none":
+            return [opt_d, opt_g]
+        d_total = self._planned_d_updates()
+        g_total = max(1, d_total // self.n_critic)
+        schedules = [
+            torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, hp.lr_decay, hp.lr_decay_start, total))
+            for opt, total in ((opt_d, d_total), (opt_g, g_total))
+        ]
+        return [opt_d, opt_g], schedules
+
+    def _planned_d_updates(self) -> int:
+        """The run's length in D updates (one per batch), for the learning-rate decay."""
+        trainer = self.trainer
+        batches = trainer.estimated_stepping_batches if trainer.max_epochs not in (None, -1) else math.inf
+        if trainer.max_steps not in (None, -1):  # max_steps counts both optimizers' steps (module docstring)
+            batches = min(batches, trainer.max_steps * self.n_critic / (self.n_critic + 1))
+        if not math.isfinite(batches):
+            raise ValueError(
+                "model.lr_decay needs a run of known length: set trainer.max_epochs or trainer.max_steps, "
+                "or set model.lr_decay to 'none'"
+            )
+        return max(1, int(batches))
 
     def progress_note(self) -> str:
         return f"{super().progress_note()} (D update {self.d_updates}, G update {self.g_updates})"
@@ -271,6 +316,8 @@ class GANModule(ImageModule):
             optimizer.step()
         finally:
             self._pending_clip = None
+        if self.hparams.get("lr_decay", "none") != "none":
+            self.lr_schedulers()[self.optimizers().index(optimizer)].step()
 
     def on_before_optimizer_step(self, optimizer) -> None:
         clip = getattr(self, "_pending_clip", None)

@@ -35,7 +35,7 @@ class SampleGrid(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not getattr(pl_module, "draws_sample_grid", True):
             return
         images = pl_module.sample_grid()
         nrow = getattr(pl_module, "sample_grid_nrow", None) or grid_rows(len(images))
@@ -120,26 +120,3 @@ class DiscriminatorHistogram(pl.Callback):
         for logger in loggers:
             logger.log_metrics(values, step=trainer.global_step)
         recent.clear()  # the next histogram holds only the next epoch's batches
-
-
-class PointScatter(pl.Callback):
-    """``<run>/samples/scatter_XXXX.png`` after every ``every_n_epochs`` epochs: the fixed latents' 2-D points over
-    the mixture's modes, for the toy GAN (``datamodules.toy``)."""
-
-    def __init__(self, mixture: str = "ring", every_n_epochs: int = 1, num_points: int = 2500) -> None:
-        self.mixture, self.every_n_epochs, self.num_points = mixture, every_n_epochs, num_points
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        from datamodules.toy import MIXTURES, mixture_means, mode_coverage
-        from gan_modules.plots import plot_points
-
-        points = torch.cat(list(pl_module.sample_batches(self.num_points, self.num_points, seed=1)))
-        score = mode_coverage(points, self.mixture)
-        folder = Path(trainer.default_root_dir) / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        title = (f"epoch {trainer.current_epoch + 1}: {score['modes']:.0f}/{score['num_modes']:.0f} modes, "
-                 f"{100 * score['high_quality']:.1f}% high quality")  # fmt: skip
-        plot_points(points, mixture_means(self.mixture), folder / f"scatter_{trainer.current_epoch:04d}.png",
-                    title, MIXTURES[self.mixture])  # fmt: skip

@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import Namespace
@@ -23,7 +24,6 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
-from datamodules.base import ImageDataModule
 from gan_modules.accel import cpu_bf16_is_fast, cpu_summary
 from gan_modules.callbacks import DiscriminatorHistogram, SampleGrid, TrainingPlot
 from gan_modules.checkpoints import (
@@ -149,6 +149,14 @@ class GANSaveConfigCallback(SaveConfigCallback):
             logger.experiment.config.update(config, allow_val_change=True)
 
 
+def _image_size(datamodule) -> int | None:
+    return getattr(datamodule, "image_size", None)
+
+
+def _num_channels(datamodule) -> int | None:
+    return getattr(datamodule, "num_channels", None)
+
+
 class GANArgumentParser(LightningArgumentParser):
     """Keeps errors to one screen: the full usage lists every Trainer flag (about 70 lines)."""
 
@@ -162,7 +170,7 @@ class GANCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", GANSaveConfigCallback)
         kwargs.setdefault("model_class", ImageModule)
         kwargs.setdefault("subclass_mode_model", True)
-        kwargs.setdefault("datamodule_class", ImageDataModule)
+        kwargs.setdefault("datamodule_class", pl.LightningDataModule)  # images (ImageDataModule) or 2-D points
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)  # manual optimization: the module owns them
         kwargs.setdefault("trainer_defaults", {"default_root_dir": "runs", "log_every_n_steps": 50})
@@ -191,8 +199,9 @@ class GANCLI(LightningCLI):
             }
         )
         # Image size and channels come from the datamodule, never typed twice.
-        parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
-        parser.link_arguments("data.num_channels", "model.init_args.num_channels", apply_on="instantiate")
+        # A datamodule of points (datamodules.ToyMixtureDataModule) has neither: the toy GAN takes None.
+        parser.link_arguments("data", "model.init_args.image_size", compute_fn=_image_size, apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.num_channels", compute_fn=_num_channels, apply_on="instantiate")
 
     @property
     def subcommand_config(self) -> Namespace:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
+import torch
+from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
@@ -15,6 +18,19 @@ def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False)
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), *([nn.BatchNorm1d(b)] if batch_norm else []), activation()]
     return layers
+
+
+def score_and_plot(points: Tensor, mixture: str, path: Path, epoch: int) -> dict[str, float]:
+    """PacGAN's scores of ``points`` and their scatter over the modes at ``path`` (written atomically)."""
+    from datamodules.toy import MIXTURES, mixture_means, mode_coverage
+    from gan_modules.plots import plot_points
+
+    score = mode_coverage(points, mixture)
+    title = (f"epoch {epoch + 1}: {score['modes']:.0f}/{score['num_modes']:.0f} modes, "
+             f"{100 * score['high_quality']:.1f}% high quality")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_points(points, mixture_means(mixture), path, title, MIXTURES[mixture])
+    return score
 
 
 class ToyGenerator(nn.Module):
@@ -53,11 +69,17 @@ class ToyGAN(GANModule):
     3 sigma of a mode from 15% to 76-84% at the same 2,000 steps (one seed each, benchmarks/bench_tricks.py).
 
     Points are not images: ``generate`` returns them unclamped, FID is off (``val_num_samples: 0``), and
-    ``datamodules.toy.mode_coverage`` scores samples instead.
+    PacGAN's scores replace it: after every epoch trained on a ``datamodules.ToyMixtureDataModule``, 2,500
+    samples from fixed latents give ``val/modes`` and ``val/high_quality`` (``checkpoints/best.ckpt`` keeps
+    the best high-quality share) and ``<run>/samples/scatter_XXXX.png`` (also to W&B as ``samples``).
+    ``python train.py --config configs/toy_mixture.yaml --data.mixture grid`` trains it.
     """
 
     cpu_bf16_pays = False
     clamp_output = False  # points, not images: the grid spans -4..4
+    draws_sample_grid = False  # a scatter plot per epoch instead (on_train_epoch_end)
+    best_metric = ("val/high_quality", "max")
+    num_scored = 2500  # PacGAN's protocol
 
     def __init__(
         self,
@@ -69,8 +91,29 @@ class ToyGAN(GANModule):
         betas: tuple[float, float] = (0.5, 0.999),
         ema_decay: float | None = 0.999,
         val_num_samples: int = 0,
+        image_size: int | None = None,
+        num_channels: int | None = None,
         **kwargs,
     ) -> None:
+        """
+        Args:
+            latent_dim: size of z (PacGAN: 2).
+            g_hidden_dims: widths of G's hidden layers (ReLU + BatchNorm).
+            d_hidden_dims: widths of D's hidden layers (LeakyReLU 0.2).
+            d_minibatch: "stddev" or "discrimination" adds that layer before D's output.
+            lr: Adam learning rate of both networks.
+            betas: Adam betas.
+            ema_decay: decay of G's moving average (samples come from it); None disables it.
+            val_num_samples: must stay 0 (points have no FID).
+            image_size: set by the CLI from an image datamodule; must be None (this model trains on points).
+            num_channels: as ``image_size``.
+            **kwargs: the rest of ``GANModule``'s options (objective, tricks, lr_decay, ...).
+        """
+        if image_size is not None or num_channels is not None:
+            raise ValueError(
+                f"ToyGAN trains on 2-D points, not images (got a datamodule with image_size {image_size}, "
+                f"num_channels {num_channels}); use data: datamodules.ToyMixtureDataModule (configs/toy_mixture.yaml)"
+            )
         super().__init__(
             generator=ToyGenerator(latent_dim, g_hidden_dims),
             discriminator=ToyDiscriminator(d_hidden_dims, d_minibatch),
@@ -82,3 +125,21 @@ class ToyGAN(GANModule):
             channels_last=False,
             **kwargs,
         )
+
+    def on_train_epoch_end(self) -> None:
+        mixture = getattr(self.trainer.datamodule, "mixture", None)
+        if mixture is None:  # trained on some other point set: nothing to score against
+            return
+        seed = self.hparams.sample_seed + 1
+        points = torch.cat(list(self.sample_batches(self.num_scored, self.num_scored, seed=seed)))
+        path = Path(self.trainer.default_root_dir) / "samples" / f"scatter_{self.current_epoch:04d}.png"
+        if self.trainer.is_global_zero:
+            score = score_and_plot(points, mixture, path, self.current_epoch)
+            for logger in self.trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(key="samples", images=[str(path)], step=self.global_step)
+        else:
+            from datamodules.toy import mode_coverage
+
+            score = mode_coverage(points, mixture)
+        self.log_dict({"val/modes": score["modes"], "val/high_quality": score["high_quality"]})

@@ -67,9 +67,10 @@ def test_every_config_is_run_by_a_test():
     from test_detect import DETECT_CONFIGS
     from test_face_configs import FACE_CONFIGS
     from test_faceswap import FACESWAP_CONFIGS
+    from test_toy import TOY_CONFIGS
 
-    # A new YAML must join one of the lists (here, test_face_configs.py, test_detect.py or test_faceswap.py).
-    expected = MNIST_CONFIGS + FACE_CONFIGS + DETECT_CONFIGS + FACESWAP_CONFIGS
+    # A new YAML joins one of the lists (here, test_face_configs.py, test_detect.py, test_faceswap.py, test_toy.py).
+    expected = MNIST_CONFIGS + FACE_CONFIGS + DETECT_CONFIGS + FACESWAP_CONFIGS + TOY_CONFIGS
     assert sorted(p.name for p in (ROOT / "configs").glob("*.yaml")) == sorted(expected)
 
 
