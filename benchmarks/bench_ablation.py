@@ -200,7 +200,7 @@ def section(results: dict, command: str) -> list[str]:
                 verdict = "better" if diff < 0 else "worse"
             slower = s["train_s"] / base["train_s"] if base["train_s"] else float("nan")
             lines.append(
-                f"- {name}: FID {s['fid'][0]:.2f} vs {base['fid'][0]:.2f} ({verdict}); "
+                f"- **{name}**: FID {s['fid'][0]:.2f} vs {base['fid'][0]:.2f} ({verdict}); "
                 f"{slower:.2f}x the shipped config's training time."
             )
     return lines
