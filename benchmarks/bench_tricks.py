@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -84,6 +85,11 @@ def run_one(
     return {**score, "wall_s": wall, "cpu_s": cpu, "seed": seed}
 
 
+def figure_name(config: str) -> str:
+    """A file-name-safe spelling of a configuration: 'R1 + PacGAN4' -> 'R1_PacGAN4'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", config).strip("_")
+
+
 def summarize(values: list[float]) -> tuple[float, float]:
     mean = statistics.mean(values)
     stderr = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for mixture in args.mixtures:
         for config in args.configs:
             for seed in range(seeds):
-                scatter = figures / f"{mixture}_{config.replace(' ', '').replace('+', '_')}.png" if seed == 0 else None
+                scatter = figures / f"{mixture}_{figure_name(config)}.png" if seed == 0 else None
                 row = {
                     "mixture": mixture,
                     "config": config,
@@ -138,6 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     write(results, out, command, seeds)
 
 
+def table_keys(results: dict) -> list[tuple[str, str]]:
+    """(mixture, configuration) pairs in table order: ring then grid, configurations as in ``CONFIGS``."""
+    order = list(CONFIGS)
+    pairs = dict.fromkeys((r["mixture"], r["config"]) for r in results["runs"])
+    return sorted(pairs, key=lambda p: (["ring", "grid"].index(p[0]), order.index(p[1]) if p[1] in order else 99))
+
+
 def kept_rows(path: Path, results: dict) -> list[dict]:
     """Rows of an earlier results file at the same budget and settings for configurations not run now."""
     if not path.is_file():
@@ -147,7 +160,10 @@ def kept_rows(path: Path, results: dict) -> list[dict]:
     settings = lambda model: json.loads(json.dumps({k: v for k, v in model.items() if k != "argv"}))  # noqa: E731
     same = same and settings(old.get("model", {})) == settings(results["model"])
     ran = {(r["mixture"], r["config"]) for r in results["runs"]}
-    return [r for r in old.get("runs", []) if same and (r["mixture"], r["config"]) not in ran]
+    kept = [r for r in old.get("runs", []) if same and (r["mixture"], r["config"]) not in ran]
+    for row in kept:
+        row.setdefault("measured", old["machine"]["date"] + ", an earlier invocation")
+    return kept
 
 
 def verdicts(results: dict) -> list[str]:
@@ -169,7 +185,7 @@ def verdicts(results: dict) -> list[str]:
         return f"{name} {ours[0]:.1f}{unit} vs {base[0]:.1f}{unit} ({'better' if diff > 0 else 'worse'})"
 
     sentences = []
-    for mixture, config in dict.fromkeys((r["mixture"], r["config"]) for r in results["runs"]):
+    for mixture, config in table_keys(results):
         base = stats(mixture, "GAN")
         if config == "GAN" or base is None:
             continue
@@ -220,7 +236,7 @@ def toy_section(results: dict, command: str, seeds: int) -> list[str]:
         "| mixture | configuration | modes | high quality | CPU s per run | published (modes / HQ) |",
         "|---|---|---|---|---|---|",
     ]
-    keys = dict.fromkeys((r["mixture"], r["config"]) for r in results["runs"])
+    keys = table_keys(results)
     for mixture, config in keys:
         rows = [r for r in results["runs"] if r["mixture"] == mixture and r["config"] == config]
         modes, modes_se = summarize([r["modes"] for r in rows])
@@ -233,6 +249,9 @@ def toy_section(results: dict, command: str, seeds: int) -> list[str]:
             f"| {mixture} | {config} | {modes:.1f} ± {modes_se:.1f} of {total} | {hq:.1f} ± {hq_se:.1f}% | "
             f"{cpu:.0f} | {pub} |"
         )
+    earlier = sorted({f"{r['config']}" for r in results["runs"] if "measured" in r})
+    if earlier:
+        lines += ["", f"Rows kept from an earlier invocation at the same budget and settings: {', '.join(earlier)}."]
     lines += [
         "",
         "What the numbers say, each configuration against the plain GAN on the same mixture (a difference "

@@ -87,7 +87,11 @@ def test_tricks_table_gives_mean_standard_error_and_the_published_numbers(tmp_pa
     # A later run of one configuration keeps the other rows when the budget and settings are the same.
     new = {**results, "runs": [{**runs[0], "config": "PacGAN4", "high_quality": 0.5}]}
     kept = bench_tricks.kept_rows(tmp_path / "tricks.json", new)
-    assert [r["config"] for r in kept] == ["GAN", "GAN"]
+    assert [r["config"] for r in kept] == ["GAN", "GAN"] and all("earlier invocation" in r["measured"] for r in kept)
+    bench_tricks.write({**new, "runs": kept + new["runs"]}, tmp_path, "python -m benchmarks.bench_tricks", seeds=2)
+    text = (tmp_path / "tricks.md").read_text()
+    assert "Rows kept from an earlier invocation at the same budget and settings: GAN." in text
+    assert text.index("| ring | GAN |") < text.index("| ring | PacGAN4 |")  # table order, not run order
     assert bench_tricks.kept_rows(tmp_path / "tricks.json", {**new, "steps": 10}) == []
 
 
@@ -114,9 +118,9 @@ def test_mnist_ablation_section_compares_each_trick_with_the_shipped_config(tmp_
     text = (tmp_path / "tricks.md").read_text()
     assert "## MNIST: each trick on or off from the DCGAN config" in text and "## Mode collapse" not in text
     assert f"| {bench_ablation.BASELINE} | - | 11.00 ± 1.00 | 11.00 ± 1.00 |" in text
-    assert "- + a: FID 21.00 vs 11.00 (worse); 2.00x the shipped config's training time." in text
+    assert "- **+ a**: FID 21.00 vs 11.00 (worse); 2.00x the shipped config's training time." in text
     assert "| + a | X et al. | 21.00 ± 1.00 |" in text
-    assert "- + b: FID 12.00 vs 11.00 (no measurable difference at this budget)" in text  # 1 <= 0.5 + 1
+    assert "- **+ b**: FID 12.00 vs 11.00 (no measurable difference at this budget)" in text  # 1 <= 0.5 + 1
 
 
 def test_every_trick_of_the_catalogue_is_a_row_of_the_mnist_ablation():
