@@ -38,6 +38,8 @@ def sample_mixture(kind: Literal["ring", "grid"], n: int, generator: torch.Gener
 class ToyMixtureDataModule(pl.LightningDataModule):
     """``num_samples`` seeded points of a 2-D mixture per epoch, as float batches [B, 2]."""
 
+    gives_points = True  # not images: only a model with takes_points (gan_modules.toy.ToyGAN) trains on it
+
     def __init__(
         self,
         mixture: Literal["ring", "grid"] = "ring",

@@ -221,6 +221,7 @@ class GANCLI(LightningCLI):
             config.trainer.callbacks = self._with_progress_bar(config.trainer.callbacks)
         model_class = _import_class(str(getattr(config.model, "class_path", "")))
         self._best_metric_of_model(config, model_class)
+        _refuse_points_for_image_models(config, model_class)
         if config.trainer.precision is None:
             config.trainer.precision = self._default_precision(config.trainer.accelerator, model_class)
         if config.trainer.strategy == "ddp":
@@ -405,6 +406,18 @@ def _import_class(class_path: str) -> type | None:
         return import_class(class_path)
     except (ImportError, AttributeError, ValueError):
         return None
+
+
+def _refuse_points_for_image_models(config: Namespace, model_class: type | None) -> None:
+    """An image model given a datamodule of 2-D points (``gives_points``) stops here, in one line."""
+    data_class = _import_class(str(getattr(config.data, "class_path", "")))
+    if model_class is None or data_class is None:
+        return
+    if getattr(data_class, "gives_points", False) and not getattr(model_class, "takes_points", False):
+        raise ValueError(
+            f"{model_class.__name__} trains on images, but {data_class.__name__} gives 2-D points; use an image "
+            "datamodule (e.g. datamodules.MNISTDataModule) or model gan_modules.toy.ToyGAN (configs/toy_mixture.yaml)"
+        )
 
 
 def _refuse_stacked_trick_lists(config: Namespace) -> None:

@@ -77,6 +77,7 @@ class ToyGAN(GANModule):
 
     cpu_bf16_pays = False
     clamp_output = False  # points, not images: the grid spans -4..4
+    takes_points = True  # the CLI lets it train on a datamodule with gives_points
     draws_sample_grid = False  # a scatter plot per epoch instead (on_train_epoch_end)
     best_metric = ("val/high_quality", "max")
     num_scored = 2500  # PacGAN's protocol

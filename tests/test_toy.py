@@ -158,6 +158,10 @@ def test_toy_gan_refuses_an_image_datamodule_and_an_image_gan_refuses_points(tmp
         cli_main(["--config", str(ROOT / "configs" / "toy_mixture.yaml"), *TINY_TOY, *images,
                   "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
     assert not any(tmp_path.rglob("config.yaml"))  # nothing written for a refused run
+    toy_data = ["--data", "datamodules.toy.ToyMixtureDataModule", "--trainer.default_root_dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="DCGAN trains on images, but ToyMixtureDataModule gives 2-D points"):
+        cli_main(["--config", str(ROOT / "configs" / "dcgan_mnist.yaml"), *toy_data])
+    assert not any(tmp_path.rglob("config.yaml"))
 
 
 def test_lr_factor_is_flat_then_falls_to_zero():
