@@ -20,17 +20,15 @@ def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False)
     return layers
 
 
-def score_and_plot(points: Tensor, mixture: str, path: Path, epoch: int) -> dict[str, float]:
-    """PacGAN's scores of ``points`` and their scatter over the modes at ``path`` (written atomically)."""
-    from datamodules.toy import MIXTURES, mixture_means, mode_coverage
+def plot_epoch_scatter(points: Tensor, mixture: str, score: dict[str, float], path: Path, epoch: int) -> None:
+    """The scatter of ``points`` over the mixture's modes at ``path`` (written atomically), titled with ``score``."""
+    from datamodules.toy import MIXTURES, mixture_means
     from gan_modules.plots import plot_points
 
-    score = mode_coverage(points, mixture)
     title = (f"epoch {epoch + 1}: {score['modes']:.0f}/{score['num_modes']:.0f} modes, "
              f"{100 * score['high_quality']:.1f}% high quality")  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     plot_points(points, mixture_means(mixture), path, title, MIXTURES[mixture])
-    return score
 
 
 class ToyGenerator(nn.Module):
@@ -128,19 +126,18 @@ class ToyGAN(GANModule):
         )
 
     def on_train_epoch_end(self) -> None:
+        from datamodules.toy import mode_coverage
+
         mixture = getattr(self.trainer.datamodule, "mixture", None)
         if mixture is None:  # trained on some other point set: nothing to score against
             return
         seed = self.hparams.sample_seed + 1
         points = torch.cat(list(self.sample_batches(self.num_scored, self.num_scored, seed=seed)))
-        path = Path(self.trainer.default_root_dir) / "samples" / f"scatter_{self.current_epoch:04d}.png"
+        score = mode_coverage(points, mixture)
         if self.trainer.is_global_zero:
-            score = score_and_plot(points, mixture, path, self.current_epoch)
+            path = Path(self.trainer.default_root_dir) / "samples" / f"scatter_{self.current_epoch:04d}.png"
+            plot_epoch_scatter(points, mixture, score, path, self.current_epoch)
             for logger in self.trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key="samples", images=[str(path)], step=self.global_step)
-        else:
-            from datamodules.toy import mode_coverage
-
-            score = mode_coverage(points, mixture)
         self.log_dict({"val/modes": score["modes"], "val/high_quality": score["high_quality"]})
