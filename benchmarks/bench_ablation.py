@@ -138,11 +138,6 @@ def run(
     return results
 
 
-def spread(values: list[float]) -> tuple[float, float]:
-    """Mean and half the range (with two seeds, the distance of each from the mean)."""
-    return statistics.mean(values), (max(values) - min(values)) / 2
-
-
 def section(results: dict, command: str) -> list[str]:
     """The MNIST ablation's markdown: the table and a sentence per row against the shipped config."""
     n, epochs = results["num_samples"], results["epochs"]
@@ -152,8 +147,8 @@ def section(results: dict, command: str) -> list[str]:
     for name in names:
         runs = [r for r in results["runs"] if r["name"] == name]
         stats[name] = {
-            "fid": spread([r["fid"] for r in runs]),
-            "kid": spread([1000 * r["kid"] for r in runs]),
+            "fid": quality.spread([r["fid"] for r in runs]),
+            "kid": quality.spread([1000 * r["kid"] for r in runs]),
             "precision": statistics.mean(r["precision"] for r in runs),
             "recall": statistics.mean(r["recall"] for r in runs),
             "train_s": statistics.mean(r["train_s"] for r in runs),

@@ -175,6 +175,11 @@ def row_order(row: dict) -> tuple:
     return row["config"], row["seed"]
 
 
+def spread(values: list[float]) -> tuple[float, float]:
+    """Mean and half the range over seeds (with two seeds, each one's distance from the mean)."""
+    return statistics.mean(values), (max(values) - min(values)) / 2
+
+
 def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -222,11 +227,11 @@ def write(results: dict, out: Path, command: str) -> None:
     lines += ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
     for config in dict.fromkeys(r["config"] for r in results["runs"]):
         fids = [r["fid"] for r in results["runs"] if r["config"] == config]
-        spread = (max(fids) - min(fids)) / 2
+        mean, half_range = spread(fids)
         goal = GOALS.get(config) if n == 10_000 else None
         met = "-" if goal is None else ("yes" if max(fids) <= goal else "no")
         lines.append(
-            f"| {config} | {statistics.mean(fids):.2f} ± {spread:.2f} ({len(fids)} seeds) | "
+            f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids)} seeds) | "
             f"{'-' if goal is None else f'<= {goal}'} | {met} |"
         )
     (out / "quality.md").write_text("\n".join(lines) + "\n")
