@@ -9,7 +9,8 @@ images against the same test images, the best any generator can score at that ``
 Runs are kept under ``runs/quality/<config>-s<seed>/<stamp>/`` and reused: a finished run (its
 ``last.ckpt`` at the config's last epoch) is not trained again and a stored evaluation is not recomputed,
 so an interrupted benchmark resumes where it stopped. Training time is the run's own (``config.yaml``
-written at the start of fit to the last ``last.ckpt``).
+written at the start of fit to the last ``last.ckpt``), plus that of the runs it resumed from when it was
+started with ``--ckpt_path`` (a longer config continuing a finished shorter run).
 
     python -m benchmarks.quality                       # full: 2 seeds x 2 configs, N = 10,000
     python -m benchmarks.quality --quick               # minutes: 1 short vanilla run, N = 500
@@ -100,6 +101,18 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     return run
 
 
+def training_chain(run: Path) -> list[tuple[Path, float]]:
+    """``run`` and the runs it resumed from (``--ckpt_path`` into another run folder), newest first, each with
+    its own training time (``config.yaml`` written at the start of fit to its last ``last.ckpt``)."""
+    chain: list[tuple[Path, float]] = []
+    while run is not None and run not in (part for part, _ in chain):
+        chain.append((run, (run / "checkpoints" / "last.ckpt").stat().st_mtime - (run / "config.yaml").stat().st_mtime))
+        resumed = yaml.safe_load((run / "config.yaml").read_text()).get("ckpt_path")
+        parent = (ROOT / resumed).resolve().parents[1] if resumed else None
+        run = parent if parent is not None and (parent / "config.yaml").is_file() else None
+    return chain
+
+
 def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
     ckpt = run / "checkpoints" / "last.ckpt"
     stored = run / "checkpoints" / f"last_metrics_n{num_samples}.json"
@@ -109,13 +122,15 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
         results = evaluate(ckpt, num_samples=num_samples, data_dir=data_dir, device="auto")
         stored.write_text(json.dumps(results, indent=2) + "\n")
     config = yaml.safe_load((run / "config.yaml").read_text())
+    chain = training_chain(run)
     epochs = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
     return {
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
         "num_fake": results["num_fake"],
         "num_real": results["num_real"],
         "eval_s": results["seconds"]["total"],
-        "train_s": ckpt.stat().st_mtime - (run / "config.yaml").stat().st_mtime,
+        "train_s": sum(seconds for _, seconds in chain),
+        "resumed_from": [str(part.relative_to(ROOT)) if part.is_relative_to(ROOT) else str(part) for part, _ in chain[1:]],
         "epochs": epochs,
         "train_precision": config["trainer"].get("precision"),
         "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
@@ -194,7 +209,7 @@ def write(results: dict, out: Path, command: str) -> None:
         f"`python evaluate.py --ckpt_path <run>/checkpoints/last.ckpt --num_samples {n}`: the final EMA generator, "
         f"{n:,} fixed-seed samples against the first {n:,} MNIST test images, exact fp32 TF-Inception pool3. "
         "The floor row is the first training images against the same test images. Training time is the run's "
-        "own (start of fit to the last checkpoint); evaluation time includes the reference features when they "
+        "own (start of fit to the last checkpoint), summed over the runs it resumed from; evaluation time includes the reference features when they "
         "were not cached yet."
         + (" **Quick mode: a short CI-sized run, not the quality claim.**" if results["quick"] else ""),
         "",
@@ -222,6 +237,12 @@ def write(results: dict, out: Path, command: str) -> None:
         lines += [
             f"- {r['config']} seed {r['seed']}: {r['machine']['date']}, {r['machine']['cpu_flags']}, "
             f"1-minute load average at its start {r['machine']['load_average_at_start'][0]}."
+            + (
+                f" Trained in {len(r['resumed_from']) + 1} parts (`--ckpt_path` resumes: weights, optimizers, EMA and RNG streams restored): "
+                f"{' <- '.join([r['run'], *r['resumed_from']])}; its training time is the sum."
+                if r.get("resumed_from")
+                else ""
+            )
             for r in measured
         ]
     lines += ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]

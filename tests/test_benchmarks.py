@@ -1,6 +1,7 @@
 """The benchmark command's plumbing: results files name the machine and hold what was measured."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
     assert (tmp_path / "quality.json").is_file()
 
 
-@pytest.mark.parametrize(("extra", "epochs"), [([], 24), (["--trainer.max_epochs", "1"], 1)])
+@pytest.mark.parametrize(("extra", "epochs"), [([], 48), (["--trainer.max_epochs", "1"], 1)])
 def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs):
     import torch
 
@@ -109,3 +110,31 @@ def test_detect_table_states_curve_goals_and_robustness(tmp_path):
     assert "| detector on dcgan | dcgan last (same generator) | 0.9950 | 0.9900 | 0.8500 | 0.9000 |" in text
     assert machine.machine()["cpu"] in text
     assert (tmp_path / "detect_auroc.png").is_file() and (tmp_path / "detect.json").is_file()
+
+
+def test_quality_training_time_sums_the_runs_a_resumed_run_continued(tmp_path, monkeypatch):
+    """A 48-epoch run resumed (--ckpt_path) from a finished 24-epoch run reports both parts' training time."""
+    import os
+
+    import yaml
+
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+
+    def make_run(name: str, start: float, end: float, ckpt_path: str | None) -> Path:
+        run = tmp_path / "runs" / "dcgan_mnist-s42" / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({"ckpt_path": ckpt_path}))
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        os.utime(run / "config.yaml", (start, start))
+        os.utime(run / "checkpoints" / "last.ckpt", (end, end))
+        return run
+
+    first = make_run("20260101-000000", 1000.0, 2100.0, None)
+    second = make_run("20260101-010000", 5000.0, 6000.0, "runs/dcgan_mnist-s42/20260101-000000/checkpoints/last.ckpt")
+    chain = quality.training_chain(second)
+    assert [run for run, _ in chain] == [second, first]
+    assert [seconds for _, seconds in chain] == [1000.0, 1100.0]
+    assert quality.training_chain(first) == [(first, 1100.0)]
+    # A checkpoint from outside any run folder (no config.yaml beside it) ends the chain.
+    (second / "config.yaml").write_text(yaml.safe_dump({"ckpt_path": "elsewhere/model.ckpt"}))
+    assert [run for run, _ in quality.training_chain(second)] == [second]
