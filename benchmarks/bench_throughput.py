@@ -101,8 +101,9 @@ def plain_loop(model, datamodule, setting: str, batches: int, warmup: int) -> fl
     ema = copy.deepcopy(model.generator_ema) if model.generator_ema is not None else None
     objective = model.objective
     hp = model.hparams
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=hp.lr_d or hp.lr, betas=hp.betas)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=hp.lr, betas=hp.betas)
+    # The module's own Adam (fused where torch has it): the loop differs from train.py only in the framework.
+    opt_d = model.adam(discriminator.parameters(), hp.lr_d or hp.lr, hp.betas)
+    opt_g = model.adam(generator.parameters(), hp.lr, hp.betas)
     loader = datamodule.train_dataloader()
     start = None
     timed = 0

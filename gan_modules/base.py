@@ -275,11 +275,11 @@ class GANModule(ImageModule):
         if self.optimizer_d_factory is not None:
             opt_d = self.optimizer_d_factory(self.discriminator.parameters())
         else:
-            opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d or hp.lr, betas=hp.betas)
+            opt_d = self.adam(self.discriminator.parameters(), hp.lr_d or hp.lr, hp.betas)
         if self.optimizer_g_factory is not None:
             opt_g = self.optimizer_g_factory(self.generator.parameters())
         else:
-            opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=hp.betas)
+            opt_g = self.adam(self.generator.parameters(), hp.lr, hp.betas)
         if hp.get("lr_decay", "none") == "none":
             return [opt_d, opt_g]
         d_total = self._planned_d_updates()

@@ -349,10 +349,10 @@ class FaceSwap(ImageModule):
     def configure_optimizers(self):
         hp = self.hparams
         autoencoder = [*self.encoder.parameters(), *self.decoders.parameters()]
-        opt_ae = torch.optim.Adam(autoencoder, lr=hp.lr, betas=hp.betas)
+        opt_ae = self.adam(autoencoder, hp.lr, hp.betas)
         if self.discriminators is None:
             return opt_ae
-        opt_d = torch.optim.Adam(self.discriminators.parameters(), lr=hp.lr_d or hp.lr, betas=hp.betas)
+        opt_d = self.adam(self.discriminators.parameters(), hp.lr_d or hp.lr, hp.betas)
         return [opt_d, opt_ae]
 
     def _optimizers(self) -> tuple:

@@ -112,6 +112,38 @@ def test_separate_learning_rates_and_other_optimizers(tiny_vanilla_kwargs):
     assert isinstance(opt_d, torch.optim.RMSprop) and isinstance(opt_g, torch.optim.Adam)
 
 
+def test_default_adam_is_fused_except_under_a_grad_scaler(tiny_vanilla_kwargs):
+    """Fused Adam (one kernel per network) by default; per-tensor under 16-mixed's GradScaler, which Lightning
+    cannot unscale before clipping when the optimizer unscales inside its own step."""
+    from types import SimpleNamespace
+
+    model = VanillaGAN(**tiny_vanilla_kwargs)
+    assert all(opt.defaults["fused"] for opt in model.configure_optimizers())
+    model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu")))
+    assert not any(opt.defaults["fused"] for opt in model.configure_optimizers())
+
+
+def test_fused_adam_takes_the_same_steps_as_the_per_tensor_one(tiny_vanilla_kwargs):
+    torch.manual_seed(0)
+    model = VanillaGAN(**tiny_vanilla_kwargs)
+    copy = VanillaGAN(**tiny_vanilla_kwargs)
+    copy.load_state_dict(model.state_dict())
+    start = params(model.generator)
+    fused = model.adam(model.generator.parameters(), 1e-3, (0.5, 0.999))
+    loop = torch.optim.Adam(copy.generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    for _ in range(10):  # the same gradients into both, so only the optimizers can differ
+        for a, b in zip(model.generator.parameters(), copy.generator.parameters()):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        fused.step()
+        loop.step()
+    moved = max((a - b).abs().max().item() for a, b in zip(model.generator.parameters(), start))
+    assert moved > 5e-3  # 10 steps of about lr each
+    for a, b in zip(model.generator.parameters(), copy.generator.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_gradient_clipping_by_value(tmp_path, tiny_vanilla_kwargs):
     model = VanillaGAN(**tiny_vanilla_kwargs, grad_clip_d=1e-3, grad_clip_algorithm="value", lr=1.0)
     d_before = params(model.discriminator)
