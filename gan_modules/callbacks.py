@@ -1,7 +1,8 @@
-"""Callbacks the CLI adds to every run: the per-epoch sample grid, its progress GIF, the training plot."""
+"""Callbacks the CLI adds to every run: the per-epoch sample grid, its progress GIF, the training plot, the bar."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,6 +14,27 @@ from torchvision.utils import make_grid, save_image
 
 from gan_modules.base import grid_rows
 from gan_modules.plots import save_atomically
+
+
+class RichProgressBar(pl.callbacks.RichProgressBar):
+    """Lightning's Rich bar, with its count and metrics handed over only as often as Rich redraws them.
+
+    Lightning's updates the task and re-reads the progress-bar metrics after every batch although Rich draws
+    ``refresh_rate`` times a second: 0.2 ms a batch, 1.5% of a vanilla-GAN batch on 2 CPU cores. Here a
+    batch updates the bar when ``1 / refresh_rate`` seconds have passed since the last update, and the
+    epoch's last batch always does, so the bar shows what it showed before, at the rate it is drawn.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_update = -float("inf")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        now = time.monotonic()
+        last = batch_idx + 1 >= self.total_train_batches
+        if last or self.is_disabled or now - self._last_update >= 1.0 / self.refresh_rate:
+            self._last_update = now
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class SampleGrid(pl.Callback):

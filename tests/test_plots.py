@@ -46,3 +46,19 @@ def test_plot_of_a_folder_without_metrics_says_what_to_pass(tmp_path, capsys):
     assert plot_main([str(tmp_path)]) == 1
     assert "metrics.csv does not exist" in capsys.readouterr().err
     assert not (tmp_path / "training.png").exists()
+
+
+def test_rich_bar_is_updated_as_often_as_it_is_drawn_and_always_at_the_epoch_end(monkeypatch):
+    import pytorch_lightning as pl
+
+    from gan_modules import callbacks
+
+    clock = iter([0.0, 0.01, 0.02, 0.06, 0.07, 0.08, 0.09])  # seconds at batches 0..6; 20 redraws/s = 0.05 s
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(pl.callbacks.RichProgressBar, "total_train_batches", property(lambda self: 7))
+    updated = []
+    monkeypatch.setattr(pl.callbacks.RichProgressBar, "on_train_batch_end", lambda self, *a: updated.append(a[-1]))
+    bar = callbacks.RichProgressBar(refresh_rate=20)
+    for batch_idx in range(7):
+        bar.on_train_batch_end(None, None, None, None, batch_idx)
+    assert updated == [0, 3, 6]  # the first, the first 0.05 s later, and the epoch's last
