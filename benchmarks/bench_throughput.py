@@ -194,7 +194,9 @@ def write(results: dict, command: str) -> None:
         "arithmetic's gain); *train.py / plain* is the framework's share of the plain loop at the same setting. "
         f"train.py's CPU default here: **{default}** for convolutional models ({m['cpu_bf16_reason']}), "
         "with channels_last; fp32 for the MLP (`cpu_bf16_pays = False`). "
-        "*epoch* is 60,000 MNIST images at train.py's rate.",
+        "*epoch* is 60,000 MNIST images at train.py's rate. The plain loop runs the objective alone; train.py "
+        "also runs the config's tricks (`dcgan_mnist.yaml`: lazy R1, a gradient-penalty pass every 16 D "
+        "updates), so its share includes their cost. Both use the module's optimizer (fused Adam).",
         "",
         "| config | setting | batch | train.py img/s | plain loop img/s | train.py / plain | speed-up vs fp32 "
         "| epoch (s) |",
