@@ -233,13 +233,19 @@ def write(results: dict, out: Path, command: str) -> None:
         )
     measured = [r for r in results["runs"] if r.get("machine")]
     if measured:
-        lines += ["", "When each row was measured (rows kept from earlier invocations keep their own machine line):"]
         lines += [
-            f"- {r['config']} seed {r['seed']}: {r['machine']['date']}, {r['machine']['cpu_flags']}, "
-            f"1-minute load average at its start {r['machine']['load_average_at_start'][0]}."
+            "",
+            "Where each row comes from (the machine line is the invocation that wrote the row, which reuses a "
+            "finished run; the run folders are named by the time each training started):",
+        ]
+        lines += [
+            f"- {r['config']} seed {r['seed']}: row written {r['machine']['date']} on {r['machine']['cpu_flags']}, "
+            f"1-minute load average then {r['machine']['load_average_at_start'][0]}."
+            + (f" Run: {r['run']}." if r.get("run") and not r.get("resumed_from") else "")
             + (
-                f" Trained in {len(r['resumed_from']) + 1} parts (`--ckpt_path` resumes: weights, optimizers, EMA and RNG streams restored): "
-                f"{' <- '.join([r['run'], *r['resumed_from']])}; its training time is the sum."
+                f" Trained in {len(r['resumed_from']) + 1} parts (`--ckpt_path` resumes: weights, optimizers, EMA "
+                f"and RNG streams restored): {' <- '.join([r['run'], *r['resumed_from']])}; its training time is "
+                "the sum."
                 if r.get("resumed_from")
                 else ""
             )

@@ -74,7 +74,7 @@ def test_quality_keeps_rows_measured_earlier_and_replaces_rerun_ones(tmp_path, m
     assert results["floor"]["fid"] == 1.64
     text = (tmp_path / "quality.md").read_text()
     assert "| MNIST train vs test (floor) | - | - | - | 1.64 |" in text
-    assert "- dcgan_mnist.yaml seed 42: 2026-01-01 00:00," in text
+    assert "- dcgan_mnist.yaml seed 42: row written 2026-01-01 00:00 on" in text
     assert "| vanilla_mnist.yaml | 12.00 ± 0.00 (2 seeds) | <= 15.0 | yes |" in text
 
 
