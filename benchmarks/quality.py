@@ -101,13 +101,21 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     return run
 
 
-def training_chain(run: Path) -> list[tuple[Path, float]]:
+def shown(path: Path) -> str:
+    """A run folder as the results name it: relative to the repository when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def training_chain(run: Path, config: dict | None = None) -> list[tuple[Path, float]]:
     """``run`` and the runs it resumed from (``--ckpt_path`` into another run folder), newest first, each with
-    its own training time (``config.yaml`` written at the start of fit to its last ``last.ckpt``)."""
+    its own training time (``config.yaml`` written at the start of fit to its last ``last.ckpt``). ``config`` is
+    ``run``'s already-read ``config.yaml``, if the caller has it."""
     chain: list[tuple[Path, float]] = []
     while run is not None and run not in (part for part, _ in chain):
         chain.append((run, (run / "checkpoints" / "last.ckpt").stat().st_mtime - (run / "config.yaml").stat().st_mtime))
-        resumed = yaml.safe_load((run / "config.yaml").read_text()).get("ckpt_path")
+        if config is None:
+            config = yaml.safe_load((run / "config.yaml").read_text())
+        resumed, config = config.get("ckpt_path"), None
         parent = (ROOT / resumed).resolve().parents[1] if resumed else None
         run = parent if parent is not None and (parent / "config.yaml").is_file() else None
     return chain
@@ -122,7 +130,7 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
         results = evaluate(ckpt, num_samples=num_samples, data_dir=data_dir, device="auto")
         stored.write_text(json.dumps(results, indent=2) + "\n")
     config = yaml.safe_load((run / "config.yaml").read_text())
-    chain = training_chain(run)
+    chain = training_chain(run, config)
     epochs = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
     return {
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
@@ -130,10 +138,10 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
         "num_real": results["num_real"],
         "eval_s": results["seconds"]["total"],
         "train_s": sum(seconds for _, seconds in chain),
-        "resumed_from": [str(part.relative_to(ROOT)) if part.is_relative_to(ROOT) else str(part) for part, _ in chain[1:]],
+        "resumed_from": [shown(part) for part, _ in chain[1:]],
         "epochs": epochs,
         "train_precision": config["trainer"].get("precision"),
-        "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
+        "run": shown(run),
     }
 
 
@@ -209,8 +217,8 @@ def write(results: dict, out: Path, command: str) -> None:
         f"`python evaluate.py --ckpt_path <run>/checkpoints/last.ckpt --num_samples {n}`: the final EMA generator, "
         f"{n:,} fixed-seed samples against the first {n:,} MNIST test images, exact fp32 TF-Inception pool3. "
         "The floor row is the first training images against the same test images. Training time is the run's "
-        "own (start of fit to the last checkpoint), summed over the runs it resumed from; evaluation time includes the reference features when they "
-        "were not cached yet."
+        "own (start of fit to the last checkpoint), summed over the runs it resumed from; evaluation time "
+        "includes the reference features when they were not cached yet."
         + (" **Quick mode: a short CI-sized run, not the quality claim.**" if results["quick"] else ""),
         "",
         "| model | seed | epochs | precision | FID | KID (x1000) | precision | recall | density | coverage "
