@@ -444,7 +444,9 @@ def _refuse_stacked_trick_lists(config: Namespace) -> None:
             raise ValueError(
                 f"{path} sets model.tricks, which replaces the tricks of {' and '.join(earlier)} instead of adding "
                 "to them. Append in the later file with 'tricks+:' (as configs/tricks/*.yaml do), or on the command "
-                "line: --model.tricks+=gan_modules.tricks.DiffAugment"
+                "line: --model.tricks+=gan_modules.tricks.DiffAugment. To change a setting of the last trick listed "
+                "so far, pass it on the command line (--model.tricks.gamma 0.1); to replace the list, put the whole "
+                "list in one config file (a copy of the earlier one)"
             )
         if init_args.get("tricks") or init_args.get("tricks+"):
             earlier.append(str(path))

@@ -202,9 +202,12 @@ def test_yaml_overlays_and_command_line_appends_compose_tricks(tmp_path):
     # A later file that writes 'tricks:' would replace the earlier list (jsonargparse): the CLI stops instead.
     replacing = tmp_path / "replacing.yaml"
     replacing.write_text("model:\n  init_args:\n    tricks:\n      - class_path: gan_modules.tricks.DRAGAN\n")
-    with pytest.raises(ValueError, match="replaces the tricks of .*r1.yaml.*tricks\\+:"):
+    with pytest.raises(ValueError, match="replaces the tricks of .*r1.yaml.*tricks\\+:.*--model.tricks.gamma"):
         fit(tmp_path / "b", "vanilla_mnist.yaml", *CSV_ONLY, overlays[0], overlays[1], "--config", str(replacing))
     assert not (tmp_path / "b").exists()
+    # The message's way to tune the config's own trick instead: a command-line value for the last listed trick.
+    cli = fit(tmp_path / "e", "dcgan_mnist.yaml", *CSV_ONLY, "--model.tricks.gamma", "0.25")
+    assert [(type(t).__name__, t.gamma, t.every) for t in cli.model.tricks] == [("R1", 0.25, 16)]
     # The same trick twice (the config's R1 and the R1 overlay) is refused at start-up.
     with pytest.raises(ValueError, match="lists R1 more than once"):
         fit(tmp_path / "d", "dcgan_mnist.yaml", *CSV_ONLY, *overlays[:2])
