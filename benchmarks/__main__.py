@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         elif section == "fid_speed":
             bench_fid.RESULTS = out
             bench_fid.run(
-                images=50 if args.quick else 300, batch_size=50, device=bench_fid.default_device(), command=command
+                images=50 if args.quick else 300, batch_size=100, device=bench_fid.default_device(), command=command
             )
         elif section == "tricks":
             bench_tricks.main(["--quick"] if args.quick else [])

@@ -12,7 +12,7 @@ Each variant's features on a fixed batch are compared with the reference (max ab
 compile time (the first call) is reported apart from the timed calls. Writes ``fid_speed.json`` and
 ``fid_speed.md``.
 
-    python benchmarks/bench_fid.py --images 300
+    python benchmarks/bench_fid.py --images 300   # batches of 100, as evaluate.py runs
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def default_device() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300, help="timed images per variant")
-    parser.add_argument("--batch_size", type=int, default=50)
+    parser.add_argument("--batch_size", type=int, default=100, help="images per call (evaluate.py's default is 100)")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
     run(args.images, args.batch_size, args.device, "python benchmarks/bench_fid.py")
