@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         elif section == "fid_speed":
             bench_fid.RESULTS = out
-            bench_fid.run(
-                images=50 if args.quick else 300, batch_size=100, device=bench_fid.default_device(), command=command
-            )
+            bench_fid.run(images=50 if args.quick else 300, device=bench_fid.default_device(), command=command)
         elif section == "tricks":
             bench_tricks.main(["--quick"] if args.quick else [])
         elif section == "ablation":

@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine  # noqa: E402
+from gan_modules.evaluate import DEFAULT_BATCH_SIZE  # noqa: E402
 from gan_modules.metrics.inception import InceptionV3Features  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,7 +76,9 @@ def measure(name: str, kwargs: dict, images: int, batch_size: int, device: torch
     }
 
 
-def run(images: int, batch_size: int, device: str, command: str, variants: list[str] | None = None) -> dict:
+def run(
+    images: int, device: str, command: str, variants: list[str] | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+) -> dict:
     dev = torch.device(device)
     probe = torch.randint(
         0, 256, (batch_size, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
@@ -123,10 +126,12 @@ def default_device() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300, help="timed images per variant")
-    parser.add_argument("--batch_size", type=int, default=100, help="images per call (evaluate.py's default is 100)")
+    parser.add_argument(
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="images per call (default: evaluate.py's)"
+    )
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
-    run(args.images, args.batch_size, args.device, "python benchmarks/bench_fid.py")
+    run(args.images, args.device, "python benchmarks/bench_fid.py", batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

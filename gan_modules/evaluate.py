@@ -28,6 +28,7 @@ from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.reference import reference_features
 
 DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 recommend at least 10k)
+DEFAULT_BATCH_SIZE = 100  # images per generator and Inception batch
 
 
 def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModule:
@@ -64,7 +65,7 @@ def evaluate(
     num_samples: int = DEFAULT_NUM_SAMPLES,
     data_dir: str | None = None,
     device: str = "auto",
-    batch_size: int = 100,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     feature_precision: str = "32",
 ) -> dict:
@@ -145,7 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=None, help="dataset folder (default: the one in the run's config.yaml)")
     parser.add_argument("--out", default=None, help="JSON file to write (default: beside the checkpoint)")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch_size", type=int, default=100, help="images per generator and Inception batch")
+    parser.add_argument(
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="images per generator and Inception batch"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated latents")
     parser.add_argument(
         "--feature_precision",
