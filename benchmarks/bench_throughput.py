@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import header, machine  # noqa: E402
 from gan_modules.base import to_unit_range  # noqa: E402
 from gan_modules.cli import GANCLI, cli_main  # noqa: E402
+from gan_modules.tricks import R1  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -93,8 +94,16 @@ def framework_run(config: str, setting: str, batches: int, warmup: int, data_dir
 
 
 def plain_loop(model, datamodule, setting: str, batches: int, warmup: int) -> float:
-    """The same algorithm as GANModule.training_step, written as a bare PyTorch loop."""
+    """The same algorithm as GANModule.training_step, written as a bare PyTorch loop.
+
+    It runs the config's objective, EMA and R1 penalty (lazy: every ``every`` D updates, weighted by ``every``),
+    written out here rather than called from the framework; a config with any other trick is refused.
+    """
     precision, channels_last = SETTINGS[setting]
+    others = [type(t).__name__ for t in model.tricks if not isinstance(t, R1)]
+    if others:
+        raise ValueError(f"the plain loop implements R1 only; this config also uses {', '.join(others)}")
+    r1 = next(iter(model.tricks), None)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     generator = copy.deepcopy(model.generator).train().to(memory_format=layout)
     discriminator = copy.deepcopy(model.discriminator).train().to(memory_format=layout)
@@ -117,6 +126,10 @@ def plain_loop(model, datamodule, setting: str, batches: int, warmup: int) -> fl
             z = torch.randn(real.shape[0], model.latent_dim)
             fake = generator(z)
             d_loss = objective.d_loss(discriminator(real), discriminator(fake.detach()))
+            if r1 is not None and i % r1.every == 0:  # R1 on real images, in its own D pass
+                x = real.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(discriminator(x).float().sum(), x, create_graph=True)
+                d_loss = d_loss + r1.every * r1.gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -194,9 +207,9 @@ def write(results: dict, command: str) -> None:
         "arithmetic's gain); *train.py / plain* is the framework's share of the plain loop at the same setting. "
         f"train.py's CPU default here: **{default}** for convolutional models ({m['cpu_bf16_reason']}), "
         "with channels_last; fp32 for the MLP (`cpu_bf16_pays = False`). "
-        "*epoch* is 60,000 MNIST images at train.py's rate. The plain loop runs the objective alone; train.py "
-        "also runs the config's tricks (`dcgan_mnist.yaml`: lazy R1, a gradient-penalty pass every 16 D "
-        "updates), so its share includes their cost. Both use the module's optimizer (fused Adam).",
+        "*epoch* is 60,000 MNIST images at train.py's rate. Both paths run the same algorithm: the objective, "
+        "the EMA update and the config's tricks (`dcgan_mnist.yaml`: lazy R1, a gradient-penalty pass every 16 D "
+        "updates, written out by hand in the plain loop), with the module's optimizer (fused Adam).",
         "",
         "| config | setting | batch | train.py img/s | plain loop img/s | train.py / plain | speed-up vs fp32 "
         "| epoch (s) |",

@@ -188,6 +188,8 @@ class GANModule(ImageModule):
         self.g_updates = 0
         # D's logits on the last few real and fake batches, for the W&B histogram (references, no copies).
         self.recent_d_outputs: deque[tuple[Tensor, Tensor]] = deque(maxlen=8)
+        # Whether this step's values reach the loggers (set by training_step); the steps return statistics only then.
+        self._log_now = True
         # Validation metrics live outside the module tree (object.__setattr__): the Inception weights
         # stay out of every checkpoint and a resume never depends on them.
         object.__setattr__(self, "_val_metrics", None)
@@ -351,6 +353,8 @@ class GANModule(ImageModule):
             trick.after_d_step(self)
         self.d_updates += 1
         self.recent_d_outputs.append((real_logits.detach(), fake_logits.detach()))  # for the W&B histogram
+        if not self._log_now:  # the statistics below are a dozen small ops: only on the steps that log them
+            return {}
         with torch.no_grad():
             # D's raw scores for every objective; as probabilities (and the accuracy of D's call at 0.5)
             # only where the loss is a cross-entropy: a Wasserstein or hinge critic's sigmoid means nothing.
@@ -393,6 +397,8 @@ class GANModule(ImageModule):
         self.g_updates += 1
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
+        if not self._log_now:
+            return {}
         stats = {"train/g_loss": g_loss.detach()}
         if extras:
             stats["train/g_adversarial"] = adversarial.detach()
@@ -400,6 +406,7 @@ class GANModule(ImageModule):
         return stats
 
     def training_step(self, batch, batch_idx: int) -> None:
+        self._log_now = self._loggers_write_this_step()
         real = self.images_in(first_tensor(batch))
         gen_input = self.generator_input(real)
         # One generator forward serves both phases when a G update follows this D update (as in
@@ -413,7 +420,7 @@ class GANModule(ImageModule):
         # Generator: push D's logits on fakes up, every n_critic D updates.
         if g_turn:
             stats.update(self.generator_step(real, fake, gen_input))
-        if self._loggers_write_this_step():
+        if self._log_now:
             stats["train/d_updates"] = float(self.d_updates)
             stats["train/g_updates"] = float(self.g_updates)
             shown = {k: stats.pop(k) for k in ("train/d_loss", "train/g_loss") if k in stats}  # on the progress bar
