@@ -380,7 +380,10 @@ class GANModule(ImageModule):
         try:
             fake_in = self.d_input(fake)
             fake_out = self.d_out(fake_in, gen_input)
-            adversarial = self.objective.g_loss(fake_out.logits)
+            logits = fake_out.logits
+            for trick in self.tricks:
+                logits = trick.g_logits(logits, self)
+            adversarial = self.objective.g_loss(logits)
             extras = self.generator_extra_losses(fake, real, gen_input)
             if self.tricks:
                 real_in, real_out = self._real_seen_by_d or (self.d_input(real), None)

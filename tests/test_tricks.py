@@ -19,6 +19,7 @@ from gan_modules.tricks import (
     PacGAN,
     SpectralNorm,
     Step,
+    TopK,
 )
 
 # Every trick, the loss term it logs (None: it only changes D's inputs) and the network it adds it to.
@@ -31,6 +32,7 @@ TRICKS = [
     (lambda: HistoricalAveraging(window=3), "train/d_historical_averaging"),
     (lambda: SpectralNorm(), None),
     (lambda: PacGAN(m=2), None),
+    (lambda: TopK(gamma=0.5), None),
 ]
 # Network options of the variants (the catalogue's layer tricks), trained the same way.
 OPTIONS = [dict(g_upsample="nearest"), dict(g_upsample="pixelshuffle"), dict(d_minibatch="stddev"),
@@ -171,6 +173,30 @@ def test_historical_averaging_tracks_the_mean_of_past_weights_and_resumes_exactl
     running = HistoricalAveraging(weight=1.0, networks="g")
     running.setup(tiny_dcgan())
     assert not hasattr(running, "d_history") and running.g_history.ndim == 1
+
+
+def test_top_k_gives_no_gradient_to_the_fakes_d_scores_least_real_and_shrinks_k_per_epoch():
+    trick = TopK(gamma=0.5, min_fraction=0.25)
+    assert [trick.k(8, epochs) for epochs in (0, 0.5, 1, 2, 3)] == [8, 6, 4, 2, 2]  # 8 * max(0.25, 0.5 ** epochs)
+    gan = VanillaGAN(latent_dim=4, image_size=4, num_channels=1, g_hidden_dims=(8,), d_hidden_dims=(8,),
+                     tricks=[trick])  # fmt: skip
+    fake = torch.randn(8, 1, 4, 4, requires_grad=True)
+    logits = gan.discriminator(fake)
+    gan.objective.g_loss(gan.tricks[0].g_logits(logits, gan)).backward()
+    assert fake.grad.flatten(1).abs().sum(1).gt(0).all()  # epoch 0: k = B, every fake learns
+    gan._trainer = type("Trainer", (), {"num_training_batches": 10})()
+    gan.g_updates = 10  # one epoch of 10 batches: k = 4
+    fake.grad = None
+    logits = gan.discriminator(fake)
+    gan.objective.g_loss(gan.tricks[0].g_logits(logits, gan)).backward()
+    learns = fake.grad.flatten(1).abs().sum(1).gt(0)
+    assert learns.sum() == 4 and torch.equal(learns, logits.detach() >= logits.detach().sort().values[4])
+    # Several logits per sample (a PatchGAN): a sample is kept or dropped whole, by its mean logit.
+    patches = torch.tensor([[[[0.0, 9.0]]], [[[1.0, 1.0]]], [[[5.0, 5.0]]], [[[-3.0, 4.0]]]])
+    kept = TopK(gamma=0.5).g_logits(patches, gan)
+    assert torch.equal(kept, patches[[2, 0]])  # means 4.5, 1, 5, 0.5: the best two, best first
+    with pytest.raises(ValueError, match="min_fraction must be in"):
+        TopK(min_fraction=0.0)
 
 
 def test_variants_that_cannot_take_a_trick_say_so_at_construction():

@@ -5,6 +5,7 @@ from gan_modules.tricks.base import DOut, Step, Trick
 from gan_modules.tricks.matching import FeatureMatching, HistoricalAveraging
 from gan_modules.tricks.network import PacGAN, SpectralNorm
 from gan_modules.tricks.penalties import DRAGAN, R1
+from gan_modules.tricks.selection import TopK
 
 __all__ = [
     "DOut",
@@ -17,5 +18,6 @@ __all__ = [
     "R1",
     "SpectralNorm",
     "Step",
+    "TopK",
     "Trick",
 ]

@@ -13,6 +13,8 @@ loop has no branch per trick:
   ``train/d_<name>`` / ``train/g_<name>`` (R1, DRAGAN, feature matching, historical averaging).
   ``step`` carries the batch, D's outputs (with D's intermediate features when a trick asks for them,
   from the same forward pass) and a function to run D again where a penalty needs input gradients.
+- ``g_logits(logits, gan)``: the fake logits G's adversarial loss averages over (top-k training keeps the
+  fakes D scores most real).
 - ``after_d_step(gan)`` / ``after_g_step(gan)``: after each optimizer step (running averages).
 
 ``every = k`` makes a term lazy (Karras et al. 2020, StyleGAN2): computed on every k-th update only, and
@@ -88,6 +90,9 @@ class Trick(nn.Module):
 
     def g_terms(self, step: Step) -> dict[str, Tensor]:
         return {}
+
+    def g_logits(self, logits: Tensor, gan: GANModule) -> Tensor:
+        return logits
 
     def after_d_step(self, gan: GANModule) -> None:
         pass
