@@ -7,8 +7,9 @@ FID, KID, precision/recall and density/coverage. The first row is the floor: the
 images against the same test images, the best any generator can score at that ``N``.
 
 Runs are kept under ``runs/quality/<config>-s<seed>/<stamp>/`` and reused: a finished run (its
-``last.ckpt`` at the config's last epoch) is not trained again and a stored evaluation is not recomputed,
-so an interrupted benchmark resumes where it stopped. Training time is the run's own (``config.yaml``
+``last.ckpt`` at the config's last epoch, its ``config.yaml`` holding every setting of the config file) is not
+trained again and a stored evaluation is not recomputed, so an interrupted benchmark resumes where it stopped;
+a run of an older version of the config is left where it is and not reused. Training time is the run's own (``config.yaml``
 written at the start of fit to the last ``last.ckpt``), plus that of the runs it resumed from when it was
 started with ``--ckpt_path`` (a longer config continuing a finished shorter run).
 
@@ -69,12 +70,66 @@ def floor(num_samples: int, data_dir: str) -> dict:
     return {**metrics.compute(), "num_fake": len(train), "num_real": len(real), "eval_s": time.perf_counter() - start}
 
 
-def finished_run(parent: Path, max_epochs: int) -> Path | None:
-    """The newest run under ``parent`` whose last.ckpt reached the config's last epoch."""
+def leaves(tree: object, prefix: str = "") -> dict[str, object]:
+    """A YAML tree as ``{"model.init_args.lr": 0.0002, "model.init_args.tricks[len]": 1, ...}``."""
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in leaves(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list):
+        out: dict[str, object] = {f"{prefix.rstrip('.')}[len]": len(tree)}
+        for i, value in enumerate(tree):
+            out.update(leaves(value, f"{prefix}{i}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def same_value(a: object, b: object) -> bool:
+    """Equal, or the same number spelled differently (YAML reads ``1e-3`` as a string, ``1.0e-3`` as a float)."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def expected_settings(config: dict, seed: int, extra: list[str]) -> dict[str, object]:
+    """What a run of ``config`` with ``--seed_everything seed`` and the ``extra`` overrides must have saved."""
+    expected = leaves(config)
+    expected["seed_everything"] = seed
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        section, _, key = flag.removeprefix("--").partition(".")
+        if section in ("model", "data") and not key.startswith(("init_args.", "class_path")):
+            key = f"init_args.{key}"  # --model.lr is the CLI's short form of model.init_args.lr
+        expected[f"{section}.{key}"] = yaml.safe_load(value)
+    return expected
+
+
+def config_differences(run: Path, expected: dict[str, object]) -> list[str]:
+    """Settings of the config (and overrides) that ``run``'s saved ``config.yaml`` does not have."""
+    saved_path = run / "config.yaml"
+    if not saved_path.is_file():
+        return ["no config.yaml"]
+    saved = leaves(yaml.safe_load(saved_path.read_text()))
+    return [
+        f"{key}: run has {saved.get(key, '(unset)')!r}, config has {value!r}"
+        for key, value in expected.items()
+        if not same_value(saved.get(key), value)
+    ]
+
+
+def finished_run(parent: Path, max_epochs: int, expected: dict[str, object] | None = None) -> Path | None:
+    """The newest run under ``parent`` whose last.ckpt reached the config's last epoch and, given ``expected``
+    (``expected_settings``), was trained with those settings: a run of an older version of the config is not
+    reused for its table row (it is left where it is, and a new run is trained beside it)."""
     for run in sorted(parent.glob("*/"), reverse=True):
         ckpt = run / "checkpoints" / "last.ckpt"
-        if ckpt.is_file() and torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1 >= max_epochs:
-            return run
+        if not ckpt.is_file() or torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1 < max_epochs:
+            continue
+        differences = config_differences(run, expected) if expected is not None else []
+        if differences:
+            print(f"not reusing {run}: trained with other settings ({'; '.join(differences)})", flush=True)
+            continue
+        return run
     return None
 
 
@@ -85,7 +140,8 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     if "--trainer.max_epochs" in extra:
         max_epochs = int(extra[extra.index("--trainer.max_epochs") + 1])
     parent = root / f"{Path(config).stem}-s{seed}"
-    run = finished_run(parent, max_epochs) if parent.is_dir() else None
+    expected = expected_settings(cfg, seed, extra)
+    run = finished_run(parent, max_epochs, expected) if parent.is_dir() else None
     if run is not None:
         print(f"reusing {run}", flush=True)
         return run
@@ -95,7 +151,7 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     print("$", " ".join(command), flush=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     subprocess.run(command, check=True, cwd=ROOT, env=env)
-    run = finished_run(parent, max_epochs)
+    run = finished_run(parent, max_epochs, expected)
     if run is None:
         raise RuntimeError(f"train.py finished but {parent} holds no run at epoch {max_epochs}")
     return run

@@ -38,6 +38,7 @@ def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs
     parent = tmp_path / "dcgan_mnist-s42"
     run = parent / "20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
+    saved_config(run, 42, extra)
     torch.save({"epoch": epochs - 1}, run / "checkpoints" / "last.ckpt")
     launched = []
     monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: launched.append(a))
@@ -47,6 +48,46 @@ def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs
     with pytest.raises(RuntimeError, match="holds no run"):
         quality.train("dcgan_mnist.yaml", 42, extra, tmp_path)
     assert len(launched) == 1
+
+
+def saved_config(run: Path, seed: int, extra: list[str], **model_changes) -> None:
+    """A config.yaml as train.py saves it for dcgan_mnist.yaml: every setting resolved, defaults filled in."""
+    import yaml
+
+    config = yaml.safe_load((quality.ROOT / "configs" / "dcgan_mnist.yaml").read_text())
+    config["seed_everything"] = seed
+    config["trainer"].update(precision="bf16-mixed", default_root_dir=str(run.parent.parent), enable_progress_bar=False)
+    config["model"]["init_args"].update(d_norm="batch", **model_changes)
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        section, key = flag.removeprefix("--").split(".", 1)
+        (config[section]["init_args"] if section in ("model", "data") else config[section])[key] = yaml.safe_load(value)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_quality_does_not_reuse_a_run_of_other_settings(tmp_path, monkeypatch, capsys):
+    """A finished run trained before the config changed (or with other overrides) is left alone, not reused."""
+    import torch
+
+    parent = tmp_path / "dcgan_mnist-s42"
+    run = parent / "20260101-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": 47}, run / "checkpoints" / "last.ckpt")
+    launched = []
+    monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: launched.append(a))
+    for seed, extra, changes in [
+        (42, [], {"g_channels": 16}),  # the config's width changed since
+        (42, [], {"tricks": []}),  # a trick removed
+        (43, [], {}),  # another seed's run in this folder
+        (42, ["--model.val_num_samples", "1000"], {}),  # an override the run did not have
+    ]:
+        saved_config(run, seed, [], **changes)
+        with pytest.raises(RuntimeError, match="holds no run"):
+            quality.train("dcgan_mnist.yaml", 42, extra, tmp_path)
+        assert "not reusing" in capsys.readouterr().out
+    assert len(launched) == 4
+    saved_config(run, 42, ["--model.val_num_samples", "1000"])  # the same override, the CLI's short form
+    assert quality.train("dcgan_mnist.yaml", 42, ["--model.val_num_samples", "1000"], tmp_path) == run
+    assert len(launched) == 4 and (run / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_quality_keeps_rows_measured_earlier_and_replaces_rerun_ones(tmp_path, monkeypatch):
