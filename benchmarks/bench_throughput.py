@@ -205,8 +205,9 @@ def write(results: dict, command: str) -> None:
         f"{results['batches']} batches per run, the first {results['warmup']} untimed; best of {results['repeats']} "
         "alternating runs. *speed-up* is the setting's plain-loop images/s over the fp32 plain loop (the "
         "arithmetic's gain); *train.py / plain* is the framework's share of the plain loop at the same setting. "
-        f"train.py's CPU default here: **{default}** for convolutional models ({m['cpu_bf16_reason']}), "
-        "with channels_last; fp32 for the MLP (`cpu_bf16_pays = False`). "
+        f"train.py's CPU default here: **{default}** for both GANs ({m['cpu_bf16_reason']}), with channels_last "
+        "for the convolutional one (only the fake-image detector and the 2-D toy GAN keep fp32: "
+        "`cpu_bf16_pays = False`). "
         "*epoch* is 60,000 MNIST images at train.py's rate. Both paths run the same algorithm: the objective, "
         "the EMA update and the config's tricks (`dcgan_mnist.yaml`: lazy R1, a gradient-penalty pass every 16 D "
         "updates, written out by hand in the plain loop), with the module's optimizer (fused Adam).",

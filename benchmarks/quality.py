@@ -9,9 +9,9 @@ images against the same test images, the best any generator can score at that ``
 Runs are kept under ``runs/quality/<config>-s<seed>/<stamp>/`` and reused: a finished run (its
 ``last.ckpt`` at the config's last epoch, its ``config.yaml`` holding every setting of the config file) is not
 trained again and a stored evaluation is not recomputed, so an interrupted benchmark resumes where it stopped;
-a run of an older version of the config is left where it is and not reused. Training time is the run's own (``config.yaml``
-written at the start of fit to the last ``last.ckpt``), plus that of the runs it resumed from when it was
-started with ``--ckpt_path`` (a longer config continuing a finished shorter run).
+a run of an older version of the config is left where it is and not reused. Training time is the run's own
+(``config.yaml`` written at the start of fit to the last ``last.ckpt``), plus that of the runs it resumed from
+when it was started with ``--ckpt_path`` (a longer config continuing a finished shorter run).
 
     python -m benchmarks.quality                       # full: 2 seeds x 2 configs, N = 10,000
     python -m benchmarks.quality --quick               # minutes: 1 short vanilla run, N = 500

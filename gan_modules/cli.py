@@ -349,7 +349,7 @@ class GANCLI(LightningCLI):
         """On a CPU, bf16-mixed where bf16 autocast is measured faster, else 32-true; stated in one line.
 
         bf16 needs both a CPU that is fast at it (``cpu_bf16_is_fast``) and a model that opts in
-        (``ImageModule.cpu_bf16_pays``; the MLP GAN keeps fp32, as its quality figure was measured).
+        (``ImageModule.cpu_bf16_pays``; the fake-image detector and the 2-D toy GAN keep fp32).
         Elsewhere Lightning's default (32-true) stands;
         the ``configs/trainer/`` overlays force a choice.
         """

@@ -64,11 +64,6 @@ class VanillaDiscriminator(SequentialDiscriminator):
 class VanillaGAN(GANModule):
     """MLP generator and discriminator; every other option is the base module's (``GANModule``)."""
 
-    # Stays fp32 on a CPU: the main job's quality figure (benchmarks/results/quality.md) was measured in
-    # fp32. bf16 measured 10-20% faster for this MLP on an AMD Zen 4 (throughput.md); force it with
-    # configs/trainer/cpu_bf16.yaml.
-    cpu_bf16_pays = False
-
     def __init__(
         self,
         latent_dim: int = 100,

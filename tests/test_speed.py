@@ -104,14 +104,26 @@ def test_cli_states_and_uses_the_cpu_precision(tmp_path, monkeypatch, caplog, fa
     assert any(f"precision: {expected} on this CPU (test CPU" in r.getMessage() for r in caplog.records)
 
 
-def test_mlp_stays_fp32_on_a_fast_bf16_cpu(tmp_path, monkeypatch, caplog):
+def test_mlp_trains_bf16_on_a_fast_bf16_cpu(tmp_path, monkeypatch):
     import gan_modules.cli as cli
 
     monkeypatch.setattr(cli, "cpu_bf16_is_fast", lambda: (True, "test CPU"))
+    run = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--trainer.accelerator", "cpu")
+    assert run.trainer.precision == "bf16-mixed"
+
+
+def test_a_model_that_opts_out_stays_fp32_on_a_fast_bf16_cpu(monkeypatch, caplog):
+    """The detector and the toy GAN set ``cpu_bf16_pays = False``: fp32 on every CPU, said at start-up."""
+    import gan_modules.cli as cli
+    from gan_modules.detector import FakeDetector
+    from gan_modules.toy import ToyGAN
+
+    monkeypatch.setattr(cli, "cpu_bf16_is_fast", lambda: (True, "test CPU"))
     with caplog.at_level(logging.INFO):
-        run = fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--trainer.accelerator", "cpu")
-    assert run.trainer.precision == "32-true"
-    assert any("VanillaGAN keeps fp32 on a CPU" in r.getMessage() for r in caplog.records)
+        assert cli.GANCLI._default_precision("cpu", ToyGAN) == "32-true"
+        assert cli.GANCLI._default_precision("auto", FakeDetector) == "32-true"
+        assert cli.GANCLI._default_precision("cpu", DCGAN) == "bf16-mixed"
+    assert any("ToyGAN keeps fp32 on a CPU" in r.getMessage() for r in caplog.records)
 
 
 def test_an_explicit_precision_is_kept(tmp_path, monkeypatch):
