@@ -20,6 +20,7 @@ when it was started with ``--ckpt_path`` (a longer config continuing a finished 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -92,16 +93,32 @@ def same_value(a: object, b: object) -> bool:
         return False
 
 
-def expected_settings(config: dict, seed: int, extra: list[str]) -> dict[str, object]:
-    """What a run of ``config`` with ``--seed_everything seed`` and the ``extra`` overrides must have saved."""
-    expected = leaves(config)
-    expected["seed_everything"] = seed
+def expected_settings(config: dict, seed: int, extra: list[str]) -> dict[str, object] | None:
+    """What a run of ``config`` with ``--seed_everything seed`` and the ``extra`` overrides must have saved, as
+    ``leaves``; ``None`` when an override has a form this does not follow (the run is then reused unchecked).
+
+    Overrides are applied as the CLI applies them: ``--model.lr`` is the short form of ``model.init_args.lr``,
+    a value replaces the whole subtree (``--model.tricks []`` drops the config's tricks) and ``--key+`` appends
+    to a list (``--model.tricks+ '{"class_path": ...}'``).
+    """
+    tree = copy.deepcopy(config)
+    tree["seed_everything"] = seed
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
-        section, _, key = flag.removeprefix("--").partition(".")
-        if section in ("model", "data") and not key.startswith(("init_args.", "class_path")):
-            key = f"init_args.{key}"  # --model.lr is the CLI's short form of model.init_args.lr
-        expected[f"{section}.{key}"] = yaml.safe_load(value)
-    return expected
+        path = flag.removeprefix("--")
+        keys = path.removesuffix("+").split(".")
+        if keys[0] in ("model", "data") and len(keys) > 1 and keys[1] not in ("init_args", "class_path"):
+            keys.insert(1, "init_args")
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                return None
+        parsed = yaml.safe_load(value)
+        if path.endswith("+"):
+            node[keys[-1]] = [*(node.get(keys[-1]) or []), *(parsed if isinstance(parsed, list) else [parsed])]
+        else:
+            node[keys[-1]] = parsed
+    return leaves(tree)
 
 
 def config_differences(run: Path, expected: dict[str, object]) -> list[str]:

@@ -60,7 +60,8 @@ def saved_config(run: Path, seed: int, extra: list[str], **model_changes) -> Non
     config["model"]["init_args"].update(d_norm="batch", **model_changes)
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
         section, key = flag.removeprefix("--").split(".", 1)
-        (config[section]["init_args"] if section in ("model", "data") else config[section])[key] = yaml.safe_load(value)
+        target = config[section]["init_args"] if section in ("model", "data") else config.setdefault(section, {})
+        target[key] = yaml.safe_load(value)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -88,6 +89,35 @@ def test_quality_does_not_reuse_a_run_of_other_settings(tmp_path, monkeypatch, c
     saved_config(run, 42, ["--model.val_num_samples", "1000"])  # the same override, the CLI's short form
     assert quality.train("dcgan_mnist.yaml", 42, ["--model.val_num_samples", "1000"], tmp_path) == run
     assert len(launched) == 4 and (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_quality_reuse_follows_the_ablations_list_overrides(tmp_path, monkeypatch):
+    """bench_ablation's rows replace the trick list (``--model.tricks []``) or append to it (``tricks+``)."""
+    import torch
+
+    from benchmarks.bench_ablation import trick
+
+    r1 = {"class_path": "gan_modules.tricks.R1", "init_args": {"gamma": 0.1, "every": 16}}
+    sn = {"class_path": "gan_modules.tricks.SpectralNorm", "init_args": {"power_iterations": 1}}
+    run = tmp_path / "dcgan_mnist-s42" / "20260101-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": 0}, run / "checkpoints" / "last.ckpt")
+    monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: None)
+    common = ["--trainer.max_epochs", "1", "--checkpoint.every_n_epochs", "1000000"]
+    cases = [  # (the run's saved tricks, the row's overrides, reused)
+        ([], ["--model.tricks", "[]"], True),
+        ([r1], ["--model.tricks", "[]"], False),
+        ([r1, sn], trick("SpectralNorm"), True),  # defaults filled in by the CLI do not matter
+        ([r1], trick("SpectralNorm"), False),
+        ([sn], trick("SpectralNorm"), False),  # appended to the config's R1, not in place of it
+    ]
+    for saved_tricks, extra, reused in cases:
+        saved_config(run, 42, common, tricks=saved_tricks)
+        if reused:
+            assert quality.train("dcgan_mnist.yaml", 42, [*common, *extra], tmp_path) == run, extra
+        else:
+            with pytest.raises(RuntimeError, match="holds no run"):
+                quality.train("dcgan_mnist.yaml", 42, [*common, *extra], tmp_path)
 
 
 def test_quality_keeps_rows_measured_earlier_and_replaces_rerun_ones(tmp_path, monkeypatch):
