@@ -168,7 +168,7 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     print("$", " ".join(command), flush=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     subprocess.run(command, check=True, cwd=ROOT, env=env)
-    run = finished_run(parent, max_epochs, expected)
+    run = finished_run(parent, max_epochs)  # the run just trained: the newest (not re-checked, it is the config's)
     if run is None:
         raise RuntimeError(f"train.py finished but {parent} holds no run at epoch {max_epochs}")
     return run

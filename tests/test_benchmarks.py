@@ -73,8 +73,7 @@ def test_quality_does_not_reuse_a_run_of_other_settings(tmp_path, monkeypatch, c
     run = parent / "20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"epoch": 47}, run / "checkpoints" / "last.ckpt")
-    launched = []
-    monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: launched.append(a))
+    monkeypatch.setattr(quality.subprocess, "run", launch)
     for seed, extra, changes in [
         (42, [], {"g_channels": 16}),  # the config's width changed since
         (42, [], {"tricks": []}),  # a trick removed
@@ -82,13 +81,20 @@ def test_quality_does_not_reuse_a_run_of_other_settings(tmp_path, monkeypatch, c
         (42, ["--model.val_num_samples", "1000"], {}),  # an override the run did not have
     ]:
         saved_config(run, seed, [], **changes)
-        with pytest.raises(RuntimeError, match="holds no run"):
+        with pytest.raises(Launched):
             quality.train("dcgan_mnist.yaml", 42, extra, tmp_path)
         assert "not reusing" in capsys.readouterr().out
-    assert len(launched) == 4
     saved_config(run, 42, ["--model.val_num_samples", "1000"])  # the same override, the CLI's short form
     assert quality.train("dcgan_mnist.yaml", 42, ["--model.val_num_samples", "1000"], tmp_path) == run
-    assert len(launched) == 4 and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+class Launched(Exception):
+    """Raised by the stand-in for ``subprocess.run``: the benchmark started a training run."""
+
+
+def launch(*args, **kwargs):
+    raise Launched(args)
 
 
 def test_quality_reuse_follows_the_ablations_list_overrides(tmp_path, monkeypatch):
@@ -102,7 +108,7 @@ def test_quality_reuse_follows_the_ablations_list_overrides(tmp_path, monkeypatc
     run = tmp_path / "dcgan_mnist-s42" / "20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"epoch": 0}, run / "checkpoints" / "last.ckpt")
-    monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(quality.subprocess, "run", launch)
     common = ["--trainer.max_epochs", "1", "--checkpoint.every_n_epochs", "1000000"]
     cases = [  # (the run's saved tricks, the row's overrides, reused)
         ([], ["--model.tricks", "[]"], True),
@@ -116,7 +122,7 @@ def test_quality_reuse_follows_the_ablations_list_overrides(tmp_path, monkeypatc
         if reused:
             assert quality.train("dcgan_mnist.yaml", 42, [*common, *extra], tmp_path) == run, extra
         else:
-            with pytest.raises(RuntimeError, match="holds no run"):
+            with pytest.raises(Launched):
                 quality.train("dcgan_mnist.yaml", 42, [*common, *extra], tmp_path)
 
 
@@ -209,3 +215,19 @@ def test_quality_training_time_sums_the_runs_a_resumed_run_continued(tmp_path, m
     # A checkpoint from outside any run folder (no config.yaml beside it) ends the chain.
     (second / "config.yaml").write_text(yaml.safe_dump({"ckpt_path": "elsewhere/model.ckpt"}))
     assert [run for run, _ in quality.training_chain(second)] == [second]
+
+
+def test_quality_takes_the_run_it_just_trained_without_rechecking(tmp_path, monkeypatch):
+    """The check decides what to reuse; a run train.py has just made is the config's by construction, so an
+    override form the check does not model cannot fail the benchmark after a whole training run."""
+    import torch
+
+    def train_py(*args, **kwargs):
+        run = tmp_path / "dcgan_mnist-s42" / "20260101-000000"
+        (run / "checkpoints").mkdir(parents=True)
+        saved_config(run, 42, [], g_channels=16)  # as if the check misread an override
+        torch.save({"epoch": 47}, run / "checkpoints" / "last.ckpt")
+
+    monkeypatch.setattr(quality.subprocess, "run", train_py)
+    run = quality.train("dcgan_mnist.yaml", 42, [], tmp_path)
+    assert run == tmp_path / "dcgan_mnist-s42" / "20260101-000000"
