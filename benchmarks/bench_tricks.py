@@ -37,6 +37,12 @@ from gan_modules.tricks import R1, PacGAN, TopK  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
+
+def with_trick(config: dict, trick) -> dict:
+    """A configuration with one more trick appended to its list."""
+    return {**config, "tricks": [*config.get("tricks", []), trick]}
+
+
 # name -> ToyGAN keyword arguments (fresh objects per run).
 CONFIGS = {
     "GAN": lambda: {},
@@ -53,12 +59,9 @@ CONFIGS = {
     },  # fmt: skip
     # The same plus top-k (Sinha et al. 2020). A run here is one epoch, so gamma 0.01: k falls to half the
     # batch after 15% of the updates (gamma ** epochs), where the paper's 0.99 would barely move it.
-    "toy_mixture.yaml + top-k": lambda: {
-        "tricks": [R1(gamma=0.1), TopK(gamma=0.01, min_fraction=0.5)],
-        "lr": 1e-3,
-        "lr_decay": "linear",
-        "lr_decay_start": 0.3,
-    },  # fmt: skip
+    "toy_mixture.yaml + top-k": lambda: with_trick(
+        CONFIGS["toy_mixture.yaml (R1 + lr 1e-3 decayed)"](), TopK(gamma=0.01, min_fraction=0.5)
+    ),
 }
 DEFAULT_CONFIGS = [
     "GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4", "toy_mixture.yaml (R1 + lr 1e-3 decayed)",
