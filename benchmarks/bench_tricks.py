@@ -63,6 +63,9 @@ CONFIGS = {
         CONFIGS["toy_mixture.yaml (R1 + lr 1e-3 decayed)"](), TopK(gamma=0.01, min_fraction=0.5)
     ),
 }
+# A configuration built on another is also compared with that one: against the plain GAN alone, the sentence
+# would credit it with what its base already did.
+EXTENDS = {"toy_mixture.yaml + top-k": "toy_mixture.yaml (R1 + lr 1e-3 decayed)"}
 DEFAULT_CONFIGS = [
     "GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4", "toy_mixture.yaml (R1 + lr 1e-3 decayed)",
     "toy_mixture.yaml + top-k",
@@ -184,7 +187,8 @@ def kept_rows(path: Path, results: dict) -> list[dict]:
 
 
 def verdicts(results: dict) -> list[str]:
-    """One sentence per (mixture, configuration): its modes and high-quality share against the plain GAN's."""
+    """One sentence per (mixture, configuration): its modes and high-quality share against the plain GAN's,
+    and against the configuration it extends (``EXTENDS``) when that one was measured too."""
 
     def stats(mixture: str, config: str) -> dict[str, tuple[float, float]] | None:
         rows = [r for r in results["runs"] if r["mixture"] == mixture and r["config"] == config]
@@ -207,10 +211,17 @@ def verdicts(results: dict) -> list[str]:
         if config == "GAN" or base is None:
             continue
         ours = stats(mixture, config)
-        sentences.append(
+        sentence = (
             f"{config} on the {mixture}: {compare('modes', ours['modes'], base['modes'], '')}, "
-            f"{compare('high quality', ours['hq'], base['hq'], '%')}, at this budget."
+            f"{compare('high quality', ours['hq'], base['hq'], '%')}"
         )
+        parent = stats(mixture, EXTENDS[config]) if config in EXTENDS else None
+        if parent is not None:
+            sentence += (
+                f"; against {EXTENDS[config]}, which it extends: {compare('modes', ours['modes'], parent['modes'], '')}, "
+                f"{compare('high quality', ours['hq'], parent['hq'], '%')}"
+            )
+        sentences.append(sentence + ", at this budget.")
     return sentences
 
 
@@ -271,8 +282,8 @@ def toy_section(results: dict, command: str, seeds: int) -> list[str]:
         lines += ["", f"Rows kept from an earlier invocation at the same budget and settings: {', '.join(earlier)}."]
     lines += [
         "",
-        "What the numbers say, each configuration against the plain GAN on the same mixture (a difference "
-        "counts when it exceeds twice its standard error):",
+        "What the numbers say, each configuration against the plain GAN on the same mixture, and a configuration "
+        "built on another also against that one (a difference counts when it exceeds twice its standard error):",
         "",
     ]
     lines += [f"- {sentence}" for sentence in verdicts(results)]

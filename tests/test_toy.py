@@ -84,6 +84,18 @@ def test_tricks_table_gives_mean_standard_error_and_the_published_numbers(tmp_pa
         in text
     )
 
+    # A configuration that extends another is also compared with that one.
+    base, extended = "toy_mixture.yaml (R1 + lr 1e-3 decayed)", "toy_mixture.yaml + top-k"
+    assert bench_tricks.EXTENDS[extended] == base
+    more = [{**r, "config": base, "high_quality": 0.8} for r in runs[:2]]
+    more += [{**r, "config": extended, "high_quality": 0.6} for r in runs[:2]]
+    sentences = bench_tricks.verdicts({**results, "runs": runs + more})
+    assert (
+        f"- {extended} on the ring: modes 7.0 vs 7.0 (no measurable difference), high quality 60.0% vs 95.0% "
+        f"(worse); against {base}, which it extends: modes 7.0 vs 7.0 (no measurable difference), "
+        "high quality 60.0% vs 80.0% (worse), at this budget."
+    ) == f"- {sentences[-1]}"
+
     # A later run of one configuration keeps the other rows when the budget and settings are the same.
     new = {**results, "runs": [{**runs[0], "config": "PacGAN4", "high_quality": 0.5}]}
     kept = bench_tricks.kept_rows(tmp_path / "tricks.json", new)
