@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import quality  # noqa: E402
-from benchmarks.machine import machine  # noqa: E402
+from benchmarks.machine import machine, probe_text  # noqa: E402
 
 
 def trick(class_name: str, **init_args) -> list[str]:
@@ -159,7 +159,9 @@ def section(results: dict, command: str) -> list[str]:
         "## MNIST: each trick on or off from the DCGAN config",
         "",
         f"Measured {m['date']} on {m['cpu_flags']}, 1-minute load average at the start "
-        f"{m['load_average_at_start'][0]}. `{command}`. Each row: "
+        f"{m['load_average_at_start'][0]}"
+        + (f", host speed {probe_text(m)}" if probe_text(m) else "")
+        + f". `{command}`. Each row: "
         "`python train.py --config configs/dcgan_mnist.yaml --seed_everything <seed> "
         f"--trainer.max_epochs {epochs}` plus the row's change ({results['steps']:,} D and G updates of batch 64), "
         f"then FID and KID of the final EMA generator at N = {n:,} (generated vs the first {n:,} MNIST test "

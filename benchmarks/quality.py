@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header, machine  # noqa: E402
+from benchmarks.machine import header, machine, probe_text  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
 from gan_modules import metrics as gan_metrics  # noqa: E402
 from gan_modules.evaluate import evaluate  # noqa: E402
@@ -321,7 +321,8 @@ def write(results: dict, out: Path, command: str) -> None:
         ]
         lines += [
             f"- {r['config']} seed {r['seed']}: row written {r['machine']['date']} on {r['machine']['cpu_flags']}, "
-            f"1-minute load average then {r['machine']['load_average_at_start'][0]}."
+            f"1-minute load average then {r['machine']['load_average_at_start'][0]}"
+            + (f", host speed {probe_text(r['machine'])}." if probe_text(r["machine"]) else ".")
             + (f" Run: {r['run']}." if r.get("run") and not r.get("resumed_from") else "")
             + (
                 f" Trained in {len(r['resumed_from']) + 1} parts (`--ckpt_path` resumes: weights, optimizers, EMA "

@@ -31,6 +31,27 @@ def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
     assert (tmp_path / "quality.json").is_file()
 
 
+def test_headers_state_the_host_speed_probe_and_older_results_still_render(tmp_path):
+    """Every header carries the probe's three figures; rows stored before the probe existed render without it."""
+    m = machine.machine()
+    probe = m["speed_probe"]
+    assert set(probe) == {"matmul_gflops", "conv_step_ms", "copy_gb_per_s"}
+    assert all(0 < value < float("inf") for value in probe.values())
+    line = " ".join(machine.header("t", m, "cmd"))
+    assert f"fp32 matmul {probe['matmul_gflops']} GFLOP/s" in line and f"{probe['conv_step_ms']} ms" in line
+    older = {key: value for key, value in m.items() if key != "speed_probe"}
+    assert "Host speed" not in " ".join(machine.header("t", older, "cmd"))
+    runs = [
+        {"config": "vanilla_mnist.yaml", "seed": s, "epochs": 30, "train_precision": "32-true", **fake_metrics(14.0)}
+        | {"train_s": 400.0, "eval_s": 700.0, "machine": mach, "run": f"runs/x{s}"}
+        for s, mach in ((42, older), (43, m))
+    ]
+    quality.write({"machine": m, "num_samples": 10_000, "quick": False, "runs": runs}, tmp_path, "cmd")
+    text = (tmp_path / "quality.md").read_text()
+    assert f"load average then {older['load_average_at_start'][0]}. Run: runs/x42." in text
+    assert f"host speed fp32 matmul {probe['matmul_gflops']} GFLOP/s" in text
+
+
 @pytest.mark.parametrize(("extra", "epochs"), [([], 48), (["--trainer.max_epochs", "1"], 1)])
 def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs):
     import torch
