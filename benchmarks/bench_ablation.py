@@ -160,7 +160,7 @@ def section(results: dict, command: str) -> list[str]:
         "",
         f"Measured {m['date']} on {m['cpu_flags']}, 1-minute load average at the start "
         f"{m['load_average_at_start'][0]}"
-        + (f", host speed {probe_text(m)}" if probe_text(m) else "")
+        + probe_text(m, ", host speed ")
         + f". `{command}`. Each row: "
         "`python train.py --config configs/dcgan_mnist.yaml --seed_everything <seed> "
         f"--trainer.max_epochs {epochs}` plus the row's change ({results['steps']:,} D and G updates of batch 64), "

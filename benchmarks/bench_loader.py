@@ -94,7 +94,7 @@ def write_markdown(report: dict, path: Path) -> None:
     m, c = report["machine"], report["config"]
     lines = header(
         "Loader throughput: CelebA-like JPEGs, preprocessing cache vs on-the-fly decoding",
-        standard_machine(),
+        report["standard_machine"],
         "python benchmarks/bench_loader.py",
     )
     lines += [
@@ -147,15 +147,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    standard = standard_machine()  # the header's machine, load and speed probe: at the start, all threads
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the loader's own cost, not intra-op parallelism; restored below
     try:
-        _run(args)
+        _run(args, standard)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, standard: dict) -> None:
     machine_info = machine()
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
         root = Path(tmp)
@@ -200,6 +201,7 @@ def _run(args: argparse.Namespace) -> None:
         report = {
             "benchmark": "loader",
             "machine": {**machine_info, "load_average_1min_end": round(os.getloadavg()[0], 2)},
+            "standard_machine": standard,
             "config": {
                 "n_images": args.n_images,
                 "train_images": loader_rows[0]["images_per_epoch"],

@@ -43,6 +43,8 @@ def with_trick(config: dict, trick) -> dict:
     return {**config, "tricks": [*config.get("tricks", []), trick]}
 
 
+TOY_MIXTURE = "toy_mixture.yaml (R1 + lr 1e-3 decayed)"
+TOP_K = "toy_mixture.yaml + top-k"
 # name -> ToyGAN keyword arguments (fresh objects per run).
 CONFIGS = {
     "GAN": lambda: {},
@@ -51,7 +53,7 @@ CONFIGS = {
     "minibatch stddev": lambda: {"d_minibatch": "stddev"},
     "R1 + PacGAN4": lambda: {"tricks": [R1(gamma=0.1), PacGAN(m=4)]},
     # configs/toy_mixture.yaml: 5x the learning rate, decayed linearly over the last 70%, and a light R1.
-    "toy_mixture.yaml (R1 + lr 1e-3 decayed)": lambda: {
+    TOY_MIXTURE: lambda: {
         "tricks": [R1(gamma=0.1)],
         "lr": 1e-3,
         "lr_decay": "linear",
@@ -59,17 +61,12 @@ CONFIGS = {
     },  # fmt: skip
     # The same plus top-k (Sinha et al. 2020). A run here is one epoch, so gamma 0.01: k falls to half the
     # batch after 15% of the updates (gamma ** epochs), where the paper's 0.99 would barely move it.
-    "toy_mixture.yaml + top-k": lambda: with_trick(
-        CONFIGS["toy_mixture.yaml (R1 + lr 1e-3 decayed)"](), TopK(gamma=0.01, min_fraction=0.5)
-    ),
+    TOP_K: lambda: with_trick(CONFIGS[TOY_MIXTURE](), TopK(gamma=0.01, min_fraction=0.5)),
 }
 # A configuration built on another is also compared with that one: against the plain GAN alone, the sentence
 # would credit it with what its base already did.
-EXTENDS = {"toy_mixture.yaml + top-k": "toy_mixture.yaml (R1 + lr 1e-3 decayed)"}
-DEFAULT_CONFIGS = [
-    "GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4", "toy_mixture.yaml (R1 + lr 1e-3 decayed)",
-    "toy_mixture.yaml + top-k",
-]  # fmt: skip
+EXTENDS = {TOP_K: TOY_MIXTURE}
+DEFAULT_CONFIGS = ["GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4", TOY_MIXTURE, TOP_K]
 # Lin et al. 2018, Table 1 (modes, high-quality %), for the same protocol.
 PUBLISHED = {
     ("ring", "GAN"): (6.3, 98.2),

@@ -56,14 +56,15 @@ def speed_probe() -> dict:
     }
 
 
-def probe_text(m: dict) -> str:
-    """The probe's figures as a phrase; empty for results written before the probe existed."""
+def probe_text(m: dict, before: str = "", after: str = "") -> str:
+    """The probe's figures as a phrase between ``before`` and ``after``; nothing at all for results written
+    before the probe existed."""
     p = m.get("speed_probe")
     if not p:
         return ""
     return (
-        f"fp32 matmul {p['matmul_gflops']} GFLOP/s, 3x3 conv forward+backward {p['conv_step_ms']} ms, "
-        f"memory copy {p['copy_gb_per_s']} GB/s"
+        f"{before}fp32 matmul {p['matmul_gflops']} GFLOP/s, 3x3 conv forward+backward {p['conv_step_ms']} ms, "
+        f"memory copy {p['copy_gb_per_s']} GB/s{after}"
     )
 
 
@@ -96,7 +97,7 @@ def header(title: str, m: dict, command: str) -> list[str]:
         f"Measured {m['date']} on {m['cpu_flags']}, {m['torch_threads']} torch threads, "
         f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Lightning {m['pytorch_lightning']}, Python {m['python']}. "
         f"1-minute load average at the start: {m['load_average_at_start'][0]}. "
-        + (f"Host speed at the start ({PROBE_NOTE}): {probe_text(m)}. " if probe_text(m) else "")
+        + probe_text(m, f"Host speed at the start ({PROBE_NOTE}): ", ". ")
         + f"Written by `{command}`.",
         "",
     ]

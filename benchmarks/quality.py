@@ -322,7 +322,8 @@ def write(results: dict, out: Path, command: str) -> None:
         lines += [
             f"- {r['config']} seed {r['seed']}: row written {r['machine']['date']} on {r['machine']['cpu_flags']}, "
             f"1-minute load average then {r['machine']['load_average_at_start'][0]}"
-            + (f", host speed {probe_text(r['machine'])}." if probe_text(r["machine"]) else ".")
+            + probe_text(r["machine"], ", host speed ")
+            + "."
             + (f" Run: {r['run']}." if r.get("run") and not r.get("resumed_from") else "")
             + (
                 f" Trained in {len(r['resumed_from']) + 1} parts (`--ckpt_path` resumes: weights, optimizers, EMA "
