@@ -2,7 +2,7 @@
 
 import sys
 
-from gan_modules.detect import main
+from gan_modules.commands.detect import main
 
 if __name__ == "__main__":
     sys.exit(main())

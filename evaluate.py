@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from gan_modules.evaluate import main
+from gan_modules.commands.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

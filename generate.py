@@ -2,7 +2,7 @@
 
 import sys
 
-from gan_modules.generate import main
+from gan_modules.commands.generate import main
 
 if __name__ == "__main__":
     sys.exit(main())

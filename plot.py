@@ -2,7 +2,7 @@
 
 import sys
 
-from gan_modules.plots import main
+from gan_modules.commands.plot import main
 
 if __name__ == "__main__":
     sys.exit(main())

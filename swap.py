@@ -2,7 +2,7 @@
 
 import sys
 
-from gan_modules.swap import main
+from gan_modules.commands.swap import main
 
 if __name__ == "__main__":
     sys.exit(main())

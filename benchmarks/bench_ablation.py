@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import quality  # noqa: E402
-from benchmarks.machine import machine, probe_text  # noqa: E402
+from benchmarks import quality, tables  # noqa: E402
+from benchmarks.machine import machine  # noqa: E402
+from benchmarks.tricks_report import BASELINE, write_markdown  # noqa: E402
 
 
 def trick(class_name: str, **init_args) -> list[str]:
     spec = {"class_path": f"gan_modules.tricks.{class_name}", "init_args": init_args}
     return ["--model.tricks+", json.dumps(spec)]
-
-
-BASELINE = "dcgan_mnist.yaml (lazy R1, nearest upsampling)"
 
 
 def rows(steps: int) -> dict[str, tuple[str, list[str]]]:
@@ -101,8 +98,6 @@ def run(
     num_samples: int = 1000,
     names: list[str] | None = None,
 ) -> dict:
-    from benchmarks import bench_tricks
-
     seeds = [42] if quick else (seeds or [42, 43])
     num_samples = 200 if quick else num_samples
     limit = ["--trainer.limit_train_batches", "60"] if quick else []
@@ -133,74 +128,9 @@ def run(
             row.update(name=name, citation=citation, seed=seed, args=extra)
             results["runs"].append(row)
             print(f"{name} seed {seed}: FID {row['fid']:.2f}, KID {1000 * row['kid']:.2f}e-3", flush=True)
-    (out / "tricks_mnist.json").write_text(json.dumps(results, indent=2) + "\n")
-    bench_tricks.write_markdown(out, command)
+    tables.write_json(out / "tricks_mnist.json", results)
+    write_markdown(out, command)
     return results
-
-
-def section(results: dict, command: str) -> list[str]:
-    """The MNIST ablation's markdown: the table and a sentence per row against the shipped config."""
-    n, epochs = results["num_samples"], results["epochs"]
-    names = list(dict.fromkeys(r["name"] for r in results["runs"]))
-    seeds = sorted({r["seed"] for r in results["runs"]})
-    stats = {}
-    for name in names:
-        runs = [r for r in results["runs"] if r["name"] == name]
-        stats[name] = {
-            "fid": quality.spread([r["fid"] for r in runs]),
-            "kid": quality.spread([1000 * r["kid"] for r in runs]),
-            "precision": statistics.mean(r["precision"] for r in runs),
-            "recall": statistics.mean(r["recall"] for r in runs),
-            "train_s": statistics.mean(r["train_s"] for r in runs),
-            "citation": runs[0]["citation"],
-        }
-    m = results["machine"]
-    lines = [
-        "## MNIST: each trick on or off from the DCGAN config",
-        "",
-        f"Measured {m['date']} on {m['cpu_flags']}, 1-minute load average at the start "
-        f"{m['load_average_at_start'][0]}"
-        + probe_text(m, ", host speed ")
-        + f". `{command}`. Each row: "
-        "`python train.py --config configs/dcgan_mnist.yaml --seed_everything <seed> "
-        f"--trainer.max_epochs {epochs}` plus the row's change ({results['steps']:,} D and G updates of batch 64), "
-        f"then FID and KID of the final EMA generator at N = {n:,} (generated vs the first {n:,} MNIST test "
-        "images, exact fp32 TF-Inception; FID at this N reads higher than at 10,000, so compare rows only with "
-        f"each other). Mean ± half the range over seeds {', '.join(map(str, seeds))}. This budget shows what a "
-        "trick does to the first epoch, not where a long run ends.",
-        "",
-        "| configuration | paper | FID | KID (x1000) | precision | recall | train s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        s = stats[name]
-        lines.append(
-            f"| {name} | {s['citation'] or '-'} | {s['fid'][0]:.2f} ± {s['fid'][1]:.2f} | "
-            f"{s['kid'][0]:.2f} ± {s['kid'][1]:.2f} | {s['precision']:.3f} | {s['recall']:.3f} | {s['train_s']:.0f} |"
-        )
-    if BASELINE in stats and len(names) > 1:
-        base = stats[BASELINE]
-        lines += [
-            "",
-            "What the numbers say against the shipped config (a difference counts when it exceeds the sum of the "
-            "two rows' half-ranges, i.e. when the seeds' intervals do not overlap):",
-            "",
-        ]
-        for name in names:
-            if name == BASELINE:
-                continue
-            s = stats[name]
-            diff = s["fid"][0] - base["fid"][0]
-            if abs(diff) <= s["fid"][1] + base["fid"][1]:
-                verdict = "no measurable difference at this budget"
-            else:
-                verdict = "better" if diff < 0 else "worse"
-            slower = s["train_s"] / base["train_s"] if base["train_s"] else float("nan")
-            lines.append(
-                f"- **{name}**: FID {s['fid'][0]:.2f} vs {base['fid'][0]:.2f} ({verdict}); "
-                f"{slower:.2f}x the shipped config's training time."
-            )
-    return lines
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ test[:2000]) against 5,000 fakes drawn from latent seeds the detector never trai
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -31,12 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import quality  # noqa: E402
 from benchmarks.machine import header, machine  # noqa: E402
+from benchmarks.tables import write_json, write_markdown  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
-from datamodules.realfake import SEED_OFFSETS, generate_uint8, load_generator  # noqa: E402
+from datamodules.realfake import SEED_OFFSETS  # noqa: E402
 from gan_modules.checkpoints import load_model  # noqa: E402
-from gan_modules.detect import default_threshold, degrade, fake_probabilities  # noqa: E402
+from gan_modules.commands.common import load_gan, sample_uint8  # noqa: E402
+from gan_modules.commands.detect import default_threshold, degrade, fake_probabilities  # noqa: E402
 from gan_modules.detector import classification_metrics  # noqa: E402
-from gan_modules.plots import save_atomically  # noqa: E402
+from gan_modules.io import atomic_text, atomic_write, resolve_device  # noqa: E402
 
 ROOT = quality.ROOT
 NUM_VAL, NUM_TEST = 2_000, 5_000
@@ -88,7 +89,7 @@ def train_detector(fakes: Path, name: str, quick: bool, extra: tuple[str, ...] =
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
     subprocess.run(command, check=True, cwd=ROOT, env=env)
     best = sorted(parent.glob("*/checkpoints/best.ckpt"))[-1]
-    marker(best).write_text(settings)
+    atomic_text(marker(best), settings)
     return best
 
 
@@ -117,8 +118,8 @@ def run(quick: bool, data_dir: str, command: str, detector_args: tuple[str, ...]
     for name, run_dir in runs.items():
         curve[name] = []
         for epoch, ckpt in checkpoints(run_dir):
-            gan = last_gan[name] = load_generator(ckpt, "auto", 28, 1)
-            fake = generate_uint8(gan, num_test, TEST_SEED)
+            gan = last_gan[name] = load_gan(ckpt, map_location=resolve_device("auto")).eval()
+            fake = sample_uint8(gan, num_test, TEST_SEED)
             fakes[(name, epoch)] = fake
             metrics = evaluate(gan, real, fake, 0.5)["clean"]
             curve[name].append({"epoch": epoch, "checkpoint": ckpt.name, **metrics})
@@ -183,7 +184,7 @@ def plot(results: dict, path: Path) -> None:
     ax.axhline(0.5, color="gray", linewidth=0.8, linestyle=":")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
-    save_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
 
 
@@ -232,9 +233,9 @@ def write(results: dict, out: Path, command: str) -> None:
     for name, result in results["d_robust"].items():
         cells = " | ".join(f"{result[d]['auroc']:.4f}" for d in DEGRADATIONS)
         lines.append(f"| {name}'s own D | {name} last | {cells} |")
-    lines += ["", f"Goal after JPEG 75 (detector, same generator): AUROC >= {GOALS['JPEG 75']}.", ""]
-    (out / "detect.md").write_text("\n".join(lines))
-    (out / "detect.json").write_text(json.dumps(results, indent=1) + "\n")
+    lines += ["", f"Goal after JPEG 75 (detector, same generator): AUROC >= {GOALS['JPEG 75']}."]
+    write_markdown(out / "detect.md", lines)
+    write_json(out / "detect.json", results, indent=1)
     plot(results, out / "detect_auroc.png")
     print(f"wrote {out / 'detect.md'}", flush=True)
 

@@ -17,7 +17,6 @@ A, A rebuilt, A as B, B, B rebuilt, B as A (enlarged 3x, nearest neighbour).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import tempfile
@@ -34,9 +33,12 @@ from torchvision.utils import make_grid, save_image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine  # noqa: E402
-from datamodules.faces import SyntheticFacesDataModule, measure_swap  # noqa: E402
+from benchmarks.tables import write_json, write_markdown  # noqa: E402
+from datamodules.faces import SyntheticFacesDataModule  # noqa: E402
 from gan_modules.cli import quiet_known_warnings  # noqa: E402
 from gan_modules.faceswap import FaceSwap  # noqa: E402
+from gan_modules.io import atomic_write  # noqa: E402
+from gan_modules.metrics.swap_quality import measure_swap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -78,7 +80,8 @@ def run_one(variant: str, epochs: int, precision: str, grid: Path | None) -> dic
     if grid is not None:
         model.set_fixed_images(dm.images("val", "a"), dm.images("val", "b"))
         image = make_grid(model.sample_grid(), nrow=model.sample_grid_nrow, normalize=True, value_range=(-1, 1))
-        save_image(torch.nn.functional.interpolate(image[None], scale_factor=3, mode="nearest")[0], grid)
+        image = torch.nn.functional.interpolate(image[None], scale_factor=3, mode="nearest")[0]
+        atomic_write(grid, lambda tmp: save_image(image, tmp))
     return row
 
 
@@ -123,7 +126,7 @@ def summary(row: dict) -> list[str]:
 
 
 def write(results: dict, out: Path, command: str) -> None:
-    (out / "faceswap.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "faceswap.json", results)
     lines = header("Face swap on synthetic faces: identity and pose of the swap", results["machine"], command)
     data, model = results["data"], results["model"]
     first = results["runs"][0]
@@ -133,11 +136,12 @@ def write(results: dict, out: Path, command: str) -> None:
         f"{data['image_size']}x{data['image_size']} cartoon faces, {data['num_images']} per identity, batch "
         f"{data['batch_size']}, {first['epochs']} epochs ({first['steps']} steps), precision {results['precision']}. "
         f"Measured on the {data['val_images']} held-out faces per identity (poses never trained on) against the ideal "
-        "swap, the target identity drawn in the input's pose (`datamodules.faces.measure_swap`). Identity: the angle "
-        "between the mean colour offsets from the background of output and target (and of output and input); it "
-        "does not change when a face is blurred into the background. Pose: the face mask's centroid and long-axis "
-        "angle against the ideal's. Random-pose baseline: the target identity drawn in other poses of the same "
-        "distribution, i.e. right identity, pose ignored. L1 in [-1, 1] units against the ideal image.",
+        "swap, the target identity drawn in the input's pose (`gan_modules.metrics.swap_quality.measure_swap`). "
+        "Identity: the angle between the mean colour offsets from the background of output and target (and of "
+        "output and input); it does not change when a face is blurred into the background. Pose: the face mask's "
+        "centroid and long-axis angle against the ideal's. Random-pose baseline: the target identity drawn in "
+        "other poses of the same distribution, i.e. right identity, pose ignored. L1 in [-1, 1] units against the "
+        "ideal image.",
         "",
     ]
     if results.get("note"):
@@ -172,7 +176,7 @@ def write(results: dict, out: Path, command: str) -> None:
     lines += ["", "What the numbers say:", ""]
     lines += [f"- {sentence}" for sentence in verdicts(results)]
     lines += ["", "Held-out faces, rows A, A rebuilt, A as B, B, B rebuilt, B as A: `faceswap_grid.png`."]
-    (out / "faceswap.md").write_text("\n".join(lines) + "\n")
+    write_markdown(out / "faceswap.md", lines)
 
 
 def verdicts(results: dict) -> list[str]:

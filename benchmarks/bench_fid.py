@@ -18,7 +18,6 @@ compile time (the first call) is reported apart from the timed calls. Writes ``f
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine  # noqa: E402
-from gan_modules.evaluate import DEFAULT_BATCH_SIZE  # noqa: E402
+from benchmarks.tables import write_json, write_markdown  # noqa: E402
+from gan_modules.commands.evaluate import DEFAULT_BATCH_SIZE  # noqa: E402
 from gan_modules.metrics.inception import InceptionV3Features  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,7 +101,7 @@ def run(
 
 def write(results: dict, command: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fid_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS / "fid_speed.json", results)
     lines = header("FID feature extraction speed (TF-Inception pool3, 299x299)", results["machine"], command)
     lines += [
         f"MNIST-shaped uint8 batches of {results['batch_size']} on {results['device']}, resize and grey-to-RGB "
@@ -116,7 +116,7 @@ def write(results: dict, command: str) -> None:
             f"| {r['variant']} | {r['images_per_second']:.1f} | {r['speedup']:.2f}x | {r['first_call_s']} | "
             f"{'yes' if r['compiled'] else 'no'} | {r['max_abs_error']:.1e} | {r['relative_error']:.1e} |"
         )
-    (RESULTS / "fid_speed.md").write_text("\n".join(lines) + "\n")
+    write_markdown(RESULTS / "fid_speed.md", lines)
 
 
 def default_device() -> str:

@@ -15,7 +15,6 @@ apart from the mean of the rest. Writes ``loader.json`` and ``loader.md`` to ``-
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -31,6 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import tables  # noqa: E402
 from benchmarks.machine import header  # noqa: E402
 from benchmarks.machine import machine as standard_machine  # noqa: E402
 from datamodules.cache import available_cpus  # noqa: E402
@@ -135,7 +135,7 @@ def write_markdown(report: dict, path: Path) -> None:
         gigabytes = celeba * 3 * b["image_size"] ** 2 / 1e9
         minutes = celeba / b["images_per_s"] / 60
         lines.append(f"- {b['image_size']} px: a {gigabytes:.1f} GB cache, built once in about {minutes:.0f} min")
-    path.write_text("\n".join(lines) + "\n")
+    tables.write_markdown(path, lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace, standard: dict) -> None:
             "loader": loader_rows,
         }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "loader.json").write_text(json.dumps(report, indent=2) + "\n")
+    tables.write_json(args.out / "loader.json", report)
     write_markdown(report, args.out / "loader.md")
     print(f"wrote {args.out / 'loader.json'} and {args.out / 'loader.md'}")
 

@@ -9,7 +9,6 @@ the difference between the settings is the bar's own cost. Writes benchmarks/res
 from __future__ import annotations
 
 import importlib
-import json
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import pytorch_lightning as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine  # noqa: E402
+from benchmarks.tables import write_json, write_markdown  # noqa: E402
 from gan_modules.cli import cli_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def main(rounds: int = 4) -> None:
             print(f"{name}: {timer.last_ms:.3f} ms per batch", flush=True)
     m = machine()
     out = ROOT / "benchmarks" / "results"
-    (out / "progress_bar.json").write_text(json.dumps({"machine": m, "ms_per_batch": results}, indent=2) + "\n")
+    write_json(out / "progress_bar.json", {"machine": m, "ms_per_batch": results})
     write(m, results, out)
 
 
@@ -86,7 +86,7 @@ def write(m: dict, results: dict[str, list[float]], out: Path) -> None:
         f"| {name} | {ms:.3f} | {ms / median['no bar']:.3f}x | {min(results[name]):.2f}-{max(results[name]):.2f} |"
         for name, ms in median.items()
     ]
-    (out / "progress_bar.md").write_text("\n".join(lines) + "\n")
+    write_markdown(out / "progress_bar.md", lines)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine  # noqa: E402
+from benchmarks.tables import write_json, write_markdown  # noqa: E402
 from gan_modules.base import to_unit_range  # noqa: E402
 from gan_modules.cli import GANCLI, cli_main  # noqa: E402
 from gan_modules.tricks import R1  # noqa: E402
@@ -197,7 +197,7 @@ def run(configs: list[str], batches: int, warmup: int, repeats: int, data_dir: s
 
 def write(results: dict, command: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS / "throughput.json", results)
     m = results["machine"]
     default = "bf16-mixed" if m["cpu_bf16_default"] else "32-true"
     lines = header("Training throughput: each speed setting, train.py vs a plain PyTorch loop", m, command)
@@ -222,7 +222,7 @@ def write(results: dict, command: str) -> None:
             f"{r['plain_images_per_s']:.0f} | {r['ratio']:.1%} | {r['speedup_vs_fp32_plain']:.2f}x | "
             f"{r['predicted_epoch_s']:.0f} |"
         )
-    (RESULTS / "throughput.md").write_text("\n".join(lines) + "\n")
+    write_markdown(RESULTS / "throughput.md", lines)
 
 
 def main(argv: list[str] | None = None) -> None:

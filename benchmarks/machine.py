@@ -12,7 +12,6 @@ import torch
 
 from gan_modules.accel import cpu_bf16_is_fast, cpu_info, cpu_summary
 
-
 PROBE_NOTE = "`benchmarks/machine.py` speed probe; compare figures across files only where these are close"
 
 

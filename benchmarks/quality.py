@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -35,9 +34,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine, probe_text  # noqa: E402
+from benchmarks.tables import spread, write_json, write_markdown  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
 from gan_modules import metrics as gan_metrics  # noqa: E402
-from gan_modules.evaluate import evaluate  # noqa: E402
+from gan_modules.commands.evaluate import evaluate  # noqa: E402
 from gan_modules.metrics import GANMetrics  # noqa: E402
 from gan_modules.metrics.reference import reference_features  # noqa: E402
 
@@ -201,7 +201,7 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
         results = json.loads(stored.read_text())
     else:
         results = evaluate(ckpt, num_samples=num_samples, data_dir=data_dir, device="auto")
-        stored.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(stored, results)
     config = yaml.safe_load((run / "config.yaml").read_text())
     chain = training_chain(run, config)
     epochs = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
@@ -271,18 +271,13 @@ def row_order(row: dict) -> tuple:
     return row["config"], row["seed"]
 
 
-def spread(values: list[float]) -> tuple[float, float]:
-    """Mean and half the range over seeds (with two seeds, each one's distance from the mean)."""
-    return statistics.mean(values), (max(values) - min(values)) / 2
-
-
 def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
 def write(results: dict, out: Path, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "quality.json", results)
     n = results["num_samples"]
     lines = header(f"MNIST quality at N = {n:,}", results["machine"], command)
     lines += [
@@ -344,7 +339,7 @@ def write(results: dict, out: Path, command: str) -> None:
             f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids)} seeds) | "
             f"{'-' if goal is None else f'<= {goal}'} | {met} |"
         )
-    (out / "quality.md").write_text("\n".join(lines) + "\n")
+    write_markdown(out / "quality.md", lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ The cache file name carries two hashes: one of what the pixels depend on (source
 resolution, crop, resampling filter, this file's ``CACHE_VERSION``) and one of the split's file list
 (relative names, sizes, modification times). Any change picks a new name and rebuilds; a rebuild for a
 changed file list deletes the stale file with the same settings. The file is written under a temporary
-name and renamed with ``os.replace`` only when complete, so a killed run never leaves a half-written
+name and renamed (``gan_modules.io.atomic_file``) only when complete, so a killed run never leaves a half-written
 file under a name that a later run would trust.
 
 Bad files never stop a build: files whose extension is not an image's (``notes.txt``, ``Thumbs.db``)
@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from gan_modules.io import atomic_file, atomic_text
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +217,7 @@ def _shrink_npy(path: Path, count: int) -> None:
 
 def _remove_stale_tmp(cache_dir: Path, final_name: str) -> None:
     now = time.time()
-    for leftover in cache_dir.glob(f".{final_name}.*.tmp"):
+    for leftover in cache_dir.glob(f".{final_name}.*.tmp*"):
         try:
             if now - leftover.stat().st_mtime > STALE_TMP_SECONDS:
                 leftover.unlink()
@@ -245,13 +247,9 @@ def write_cache(
             "point --data.cache_dir at a larger disk or pass --data.cache false"
         )
     _remove_stale_tmp(path.parent, path.name)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is as readable as the data it came from
     skipped: list[tuple[str, str]] = []
     count = 0
-    try:
+    with atomic_file(path) as tmp:  # renamed to path only when complete; removed on any error
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, image_size, image_size))
         start = last_report = time.monotonic()
         for file, (image, reason) in zip(files, _decoded(files, image_size, crop_size, processes), strict=True):
@@ -269,14 +267,9 @@ def write_cache(
         out.flush()
         del out
         if count == 0:
-            tmp.unlink()
-            return 0, skipped
-        if count < len(files):
+            tmp.unlink()  # nothing decoded: atomic_file then leaves path unwritten
+        elif count < len(files):
             _shrink_npy(tmp, count)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return count, skipped
 
 
@@ -344,7 +337,7 @@ def load_or_build(spec: CacheSpec, files: Sequence[SourceFile], ignored: Sequenc
             f"decoded ({describe_bad_files(skipped, [])}); check that the folder holds real images"
         )
     report = {"images": count, "source": str(spec.source), "skipped": skipped, "ignored": list(ignored)}
-    path.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    atomic_text(path.with_suffix(".json"), json.dumps(report, indent=1))
     # Older caches with the same settings but another file list can never be used again.
     for stale in spec.cache_dir.glob(f"{path.name.rsplit('-', 1)[0]}-*.npy"):
         if stale != path:

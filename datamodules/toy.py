@@ -60,17 +60,3 @@ class ToyMixtureDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(self.points), batch_size=self.batch_size, shuffle=True, drop_last=True)
-
-
-def mode_coverage(samples: torch.Tensor, kind: Literal["ring", "grid"]) -> dict[str, float]:
-    """PacGAN's scores for generated points [N, 2]: modes covered and the share of high-quality samples.
-
-    A sample is high quality within 3 sigma of its nearest mode; a mode is covered when at least one
-    high-quality sample is nearest to it.
-    """
-    means = mixture_means(kind).to(samples)
-    distances = torch.cdist(samples.float(), means)  # [N, K]
-    nearest, mode = distances.min(dim=1)
-    good = nearest <= 3 * MIXTURES[kind]
-    covered = torch.unique(mode[good]).numel()
-    return {"modes": float(covered), "num_modes": float(len(means)), "high_quality": float(good.float().mean())}

@@ -1,4 +1,4 @@
-"""Callbacks the CLI adds to every run: the per-epoch sample grid, its progress GIF, the training plot, the bar."""
+"""Callbacks the CLI adds to every run: the sample grid and its GIF, the training plot, the bar, the checkpoints."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from PIL import Image
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
-from gan_modules.base import grid_rows
-from gan_modules.plots import save_atomically
+from gan_modules.io import atomic_write, grid_rows
 
 
 class RichProgressBar(pl.callbacks.RichProgressBar):
@@ -63,8 +63,7 @@ class SampleGrid(pl.Callback):
         nrow = getattr(pl_module, "sample_grid_nrow", None) or grid_rows(len(images))
         grid = make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
         path = self.sample_dir(trainer) / f"epoch_{trainer.current_epoch:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_atomically(path, lambda tmp: save_image(grid, tmp))
+        atomic_write(path, lambda tmp: save_image(grid, tmp))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="samples", images=[grid], step=trainer.global_step)
@@ -76,8 +75,9 @@ class SampleGrid(pl.Callback):
         if len(frames) < 2:
             return
         images = [Image.open(f).convert("P", palette=Image.Palette.ADAPTIVE) for f in frames]
-        images[0].save(
-            self.sample_dir(trainer) / "progress.gif", save_all=True, append_images=images[1:], duration=400, loop=0
+        atomic_write(
+            self.sample_dir(trainer) / "progress.gif",
+            lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:], duration=400, loop=0),
         )
 
 
@@ -99,7 +99,7 @@ class TrainingPlot(pl.Callback):
             return
         for logger in csv_loggers:
             logger.save()  # flush the rows still buffered
-        from gan_modules.plots import plot_training
+        from gan_modules.visualize import plot_training
 
         metrics = Path(csv_loggers[0].log_dir) / "metrics.csv"
         if not metrics.is_file():
@@ -142,3 +142,48 @@ class DiscriminatorHistogram(pl.Callback):
         for logger in loggers:
             logger.log_metrics(values, step=trainer.global_step)
         recent.clear()  # the next histogram holds only the next epoch's batches
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``checkpoints/last.ckpt`` after every training epoch, the file ``--ckpt_path`` resumes from."""
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        # save_on_train_epoch_end: Lightning otherwise saves after validation only, so with
+        # check_val_every_n_epoch > 1 last.ckpt would lag up to that many epochs behind.
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            save_top_k=1,
+            every_n_epochs=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+
+    @property
+    def state_key(self) -> str:  # distinct from the periodic ModelCheckpoint's key in checkpoints
+        return "LastCheckpoint"
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``checkpoints/best.ckpt``: the checkpoint with the lowest ``val/fid`` so far, kept beside ``last.ckpt``.
+
+    Saves nothing while ``val/fid`` is not logged (``model.val_num_samples: 0``, or a datamodule without
+    validation) instead of failing the run.
+    """
+
+    def __init__(self, dirpath: str | None = None, monitor: str = "val/fid", mode: str = "min") -> None:
+        super().__init__(
+            dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False
+        )
+
+    @property
+    def state_key(self) -> str:
+        return "BestCheckpoint"
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.monitor in trainer.callback_metrics:
+            super().on_train_epoch_end(trainer, pl_module)

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from gan_modules.base import GANModule
 from gan_modules.core import ImageModule
 from gan_modules.specs import UnsafeClassError, safe_import_class
 
@@ -93,11 +92,6 @@ def load_model(
             f"{path} holds a {cls.__name__}, not a {base.__name__}; this command needs a {base.__name__} checkpoint"
         )
     return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
-
-
-def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
-    """Rebuilds the GAN variant a checkpoint was trained as; refuses other image models (a detector)."""
-    return load_model(checkpoint_path, map_location=map_location, base=GANModule)
 
 
 def state_shapes(state_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:

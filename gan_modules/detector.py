@@ -280,6 +280,14 @@ class FakeDetector(ImageModule):
         finally:
             self.train(was_training)
 
+    @property
+    def fake_threshold(self) -> float:
+        return float(self.threshold)
+
+    @property
+    def fake_judge(self) -> str:
+        return "detector"
+
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, labels = batch
         if self.fixed_images.shape[0] == 0:

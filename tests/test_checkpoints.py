@@ -8,9 +8,10 @@ import torch
 from test_cli import CSV_ONLY, ROOT, TINY_MODEL, fit, run_dirs, synthetic
 
 import train
-from gan_modules.checkpoints import UnsafeCheckpointError, load_gan
+from gan_modules.checkpoints import UnsafeCheckpointError
 from gan_modules.cli import cli_main
-from gan_modules.generate import main as generate_main
+from gan_modules.commands.common import load_gan
+from gan_modules.commands.generate import main as generate_main
 
 
 class _RunsCodeWhenUnpickled:

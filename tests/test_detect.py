@@ -14,10 +14,11 @@ from torchvision.utils import save_image
 from datamodules import SyntheticDataModule
 from datamodules.realfake import RealFakeDataModule, hash_split, resolve_source
 from gan_modules import VanillaGAN
-from gan_modules.checkpoints import load_gan, load_model
+from gan_modules.checkpoints import load_model
 from gan_modules.cli import cli_main
-from gan_modules.detect import fake_probabilities
-from gan_modules.detect import main as detect_main
+from gan_modules.commands.common import load_gan, open_generator
+from gan_modules.commands.detect import fake_probabilities
+from gan_modules.commands.detect import main as detect_main
 from gan_modules.detector import (
     FakeDetector,
     best_threshold,
@@ -137,6 +138,7 @@ def gan_checkpoint(tmp_path_factory):
 def test_generated_fakes_are_balanced_quantized_and_differ_per_split(gan_checkpoint):
     datamodule = RealFakeDataModule(real=SyntheticDataModule(num_images=200, seed=3), fakes=[str(gan_checkpoint)],
                                     num_train=40, num_val=10, num_test=12, batch_size=8)  # fmt: skip
+    datamodule.open_generator = open_generator  # train.py hands it in; the data layer does not load models
     datamodule.setup("fit")
     for split, n in (("train", 40), ("val", 10), ("test", 12)):
         dataset = datamodule.datasets[split]
@@ -146,6 +148,7 @@ def test_generated_fakes_are_balanced_quantized_and_differ_per_split(gan_checkpo
     # The same settings give the same data (seeded latents and real subset).
     again = RealFakeDataModule(real=SyntheticDataModule(num_images=200, seed=3), fakes=[str(gan_checkpoint)],
                                num_train=40, num_val=10, num_test=12)  # fmt: skip
+    again.open_generator = open_generator
     again.setup("fit")
     assert torch.equal(again.datasets["test"].images, datamodule.datasets["test"].images)
     images, labels = next(iter(datamodule.train_dataloader()))
@@ -155,6 +158,9 @@ def test_generated_fakes_are_balanced_quantized_and_differ_per_split(gan_checkpo
 def test_a_gan_that_does_not_fit_the_real_images_is_refused(gan_checkpoint):
     real = SyntheticDataModule(num_images=200, image_size=16)
     datamodule = RealFakeDataModule(real=real, fakes=[str(gan_checkpoint)], num_train=20, num_val=5, num_test=5)
+    with pytest.raises(ValueError, match="has no open_generator to sample it"):
+        datamodule.setup("fit")
+    datamodule.open_generator = open_generator
     with pytest.raises(ValueError, match="generates 1-channel 28px images, but the real images are 1-channel 16px"):
         datamodule.setup("fit")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from gan_modules.base import load_gan
 from gan_modules.cli import cli_main
+from gan_modules.commands.common import load_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_CONFIGS = ["dcgan_anime.yaml", "dcgan_celeba.yaml", "facegan_celeba.yaml", "unet_celeba.yaml"]

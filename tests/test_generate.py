@@ -8,8 +8,8 @@ from PIL import Image
 
 from datamodules import SyntheticDataModule
 from gan_modules import VanillaGAN
-from gan_modules.generate import generate_images, main
-from gan_modules.plots import interpolation_latents, slerp
+from gan_modules.commands.generate import generate_images, main
+from gan_modules.visualize import interpolation_latents, slerp
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from PIL import Image
 from pytorch_lightning.callbacks import RichProgressBar
 from test_cli import CSV_ONLY, fit
 
-from gan_modules.plots import main as plot_main
-from gan_modules.plots import read_metrics
+from gan_modules.commands.plot import main as plot_main
+from gan_modules.visualize import read_metrics
 
 
 def write_metrics(path, steps=40, val_epochs=()):

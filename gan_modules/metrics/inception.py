@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_modules.accel import CompiledWithFallback, compile_enabled
+from gan_modules.io import atomic_write
 
 INPUT_SIZE = 299  # the TF graph's input resolution
 CACHE_ENV = "GAN_MODULES_CACHE"
@@ -62,19 +63,6 @@ def file_sha256(path: str | Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     return _sha256(path, stat.st_size, stat.st_mtime_ns)
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _torch_fidelity_layout() -> dict[str, Tensor]:
@@ -137,7 +125,7 @@ def converted_weights_path() -> Path:
     source = source_weights_path()
     path = cache_dir() / f"pt_inception-2015-12-05-from-{file_sha256(source)[:16]}.pth"
     if not path.is_file():
-        atomic_save(convert_weights(source), path)
+        atomic_write(path, lambda tmp: torch.save(convert_weights(source), tmp))
     return path
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from gan_modules.io import atomic_write
 from gan_modules.metrics.fid import extract_features
-from gan_modules.metrics.inception import atomic_save, cache_dir
+from gan_modules.metrics.inception import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,5 +81,5 @@ def reference_features(
             return cached["features"], key, True
         log.warning("reference cache %s does not match its key; recomputing it", path)
     features = extract_features(network, images).cpu()
-    atomic_save({"key": key, "features": features}, path)
+    atomic_write(path, lambda tmp: torch.save({"key": key, "features": features}, tmp))
     return features, key, False

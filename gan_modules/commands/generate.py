@@ -15,24 +15,20 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan_modules.base import GANModule, grid_rows, resolve_device
-from gan_modules.checkpoints import load_gan
-from gan_modules.plots import interpolation_latents, save_atomically, save_gif, walk_frames
+from gan_modules.base import GANModule
+from gan_modules.commands.common import load_gan
+from gan_modules.io import atomic_folder, atomic_write, grid_rows, resolve_device
+from gan_modules.visualize import interpolation_latents, save_gif, walk_frames
 
 
 @torch.inference_mode()
 def generate_images(model: GANModule, num_images: int, batch_size: int, seed: int) -> torch.Tensor:
     """num_images images [N, C, H, W] in [-1, 1] from seeded latents (same seed, same images)."""
-    if getattr(model, "conditional", False):
-        raise ValueError(
-            f"{type(model).__name__} translates images rather than sampling latents; "
-            "load it with gan_modules.checkpoints.load_gan and call model.translate(inputs)"
-        )
     return torch.cat([images.cpu() for images in model.sample_batches(num_images, batch_size, seed)])
 
 
 def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
-    save_atomically(path, lambda tmp: save_image(tensor, tmp))
+    atomic_write(path, lambda tmp: save_image(tensor, tmp))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
         device = resolve_device(args.device)
         model = load_gan(args.ckpt_path, map_location=device).eval()
-        if getattr(model, "conditional", False) and (args.interpolate or args.walk):
-            raise ValueError(f"{type(model).__name__} translates images and has no latent space to interpolate")
         images = generate_images(model, args.num_images, args.batch_size, args.seed) if out_dir or grid_path else None
         if args.interpolate:
             z_interp = interpolation_latents(model.latent_dim, args.pairs, args.steps, seed=args.seed)
@@ -90,12 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.interpolate:
         path = files["--interpolate"]
-        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(make_grid(interp.add(1).div(2), nrow=args.steps), path)
         print(f"wrote a {args.pairs} x {args.steps} slerp interpolation grid to {path}")
     if args.walk:
         path = files["--walk"]
-        path.parent.mkdir(parents=True, exist_ok=True)
         with torch.inference_mode():
             frames = walk_frames(model, args.walk_keys, steps=12, seed=args.seed).add(1).div(2)
         save_gif(frames, path)
@@ -104,13 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unit = images.add(1).div(2)  # [-1, 1] -> [0, 1]; save_image rounds to uint8 like any PNG writer
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         width = len(str(len(unit) - 1))
-        for i, image in enumerate(unit):
-            _atomic_save(image, out_dir / f"{i:0{width}d}.png")
+        with atomic_folder(out_dir) as tmp:  # all images or none: an interrupted run leaves no half-filled folder
+            for i, image in enumerate(unit):
+                save_image(image, tmp / f"{i:0{width}d}.png")
         print(f"wrote {len(unit)} images to {out_dir}")
     if grid_path is not None:
-        grid_path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(make_grid(unit, nrow=grid_rows(len(unit))), grid_path)
         print(f"wrote a {len(unit)}-image grid to {grid_path}")
     source = "EMA generator" if model.generator_ema is not None else "generator"

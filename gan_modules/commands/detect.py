@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-from gan_modules.base import GANModule, resolve_device
 from gan_modules.checkpoints import load_model
-from gan_modules.core import ImageModule, to_unit_range
-from gan_modules.detector import FakeDetector, classification_metrics, jpeg, resize_down_up
+from gan_modules.core import ImageModule
+from gan_modules.detector import classification_metrics, jpeg, resize_down_up
+from gan_modules.io import atomic_write, resolve_device
 
 
 def image_shape(model: ImageModule) -> tuple[int, int]:
@@ -37,33 +36,13 @@ def image_shape(model: ImageModule) -> tuple[int, int]:
 
 @torch.no_grad()
 def fake_probabilities(model: ImageModule, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """uint8 images [N, C, H, W] -> probability [N] that each is generated, from a detector or a GAN's D."""
-    if isinstance(model, FakeDetector):
-        score = model.fake_probability
-    elif isinstance(model, GANModule):
-        if getattr(model, "conditional", False) and hasattr(model, "detect"):
-            score = lambda x: model.detect(to_unit_range(x).float())
-        else:
-            discriminator = model.discriminator.eval()
-
-            def score(x: torch.Tensor) -> torch.Tensor:
-                x = to_unit_range(x.to(model.device)).float()
-                try:
-                    logits = discriminator(x)
-                except RuntimeError as err:
-                    raise ValueError(
-                        f"the discriminator of this {type(model).__name__} cannot score single images ({err}); "
-                        "a PacGAN discriminator judges packs of images. Train a FakeDetector instead"
-                    ) from None
-                return torch.sigmoid(-logits.float().reshape(len(x), -1).mean(1))  # D's logit says real
-    else:
-        raise ValueError(f"{type(model).__name__} is neither a FakeDetector nor a GAN: it cannot detect fakes")
-    return torch.cat([score(chunk).float().cpu() for chunk in images.split(batch_size)])
+    """uint8 images [N, C, H, W] -> probability [N] that each is generated: the model's ``fake_probability``."""
+    return torch.cat([model.fake_probability(chunk).float().cpu() for chunk in images.split(batch_size)])
 
 
 def default_threshold(model: ImageModule) -> float:
-    """The detector's validation-chosen threshold; 0.5 for a GAN's discriminator."""
-    return float(model.threshold) if isinstance(model, FakeDetector) else 0.5
+    """The model's own threshold: the detector's validation-chosen one, 0.5 for a GAN's discriminator."""
+    return model.fake_threshold
 
 
 def degrade(images: torch.Tensor, jpeg_quality: int | None, resize: float | None) -> torch.Tensor:
@@ -75,13 +54,13 @@ def degrade(images: torch.Tensor, jpeg_quality: int | None, resize: float | None
 
 
 def _write_csv(rows: list[tuple], header: tuple, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
-    source = "detector" if isinstance(model, FakeDetector) else f"discriminator of a {type(model).__name__}"
+    source = model.fake_judge
     if out is not None:
         header = ("path", "fake_probability", "verdict") + (("label",) if labelled else ())
         _write_csv(rows, header, out)

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
 from datamodules.cache import IMAGE_EXTENSIONS, decode_folder
-from gan_modules.base import resolve_device
 from gan_modules.checkpoints import load_model
 from gan_modules.faceswap import FaceSwap
-from gan_modules.plots import save_atomically
+from gan_modules.io import atomic_folder, atomic_write, resolve_device
 
 GRID_MAX = 64  # faces shown in --grid (the first ones by name); every face is still written to --out
 
@@ -78,20 +74,11 @@ def comparison_grid(inputs: torch.Tensor, rebuilt: torch.Tensor, swapped: torch.
 
 def _write_atomically(images: torch.Tensor, names: list[str], out_dir: Path) -> None:
     """Writes ``images`` ([-1, 1]) as PNGs under ``names`` into a temporary folder, then renames it ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         for image, name in zip(images, names):
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
             save_image(image.add(1).div(2), path)
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the output is as readable as any folder the user makes
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked before): os.replace needs the name free on every platform
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         _write_atomically(swapped, targets, out_dir)
         print(f"wrote {len(swapped)} faces swapped to identity {args.to.upper()} to {out_dir}")
     if grid_path is not None:
-        grid_path.parent.mkdir(parents=True, exist_ok=True)
         n = min(GRID_MAX, len(images))
         grid = comparison_grid(images[:n], rebuilt[:n], swapped[:n])
-        save_atomically(grid_path, lambda tmp: save_image(grid, tmp))
+        atomic_write(grid_path, lambda tmp: save_image(grid, tmp))
         print(f"wrote input | reconstruction | swap triplets of {n} faces to {grid_path}")
     return 0
 

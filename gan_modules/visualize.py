@@ -1,34 +1,22 @@
 """Pictures of a run: loss and D-output curves from ``metrics.csv``, and latent interpolations.
 
-``python plot.py <run folder>`` redraws ``<run>/training.png`` on demand; the CLI draws it when training
-ends. matplotlib is imported lazily with the Agg backend (no display needed).
+``python plot.py <run folder>`` (``gan_modules.commands.plot``) redraws ``<run>/training.png`` on demand; the
+CLI draws it when training ends. matplotlib is imported lazily with the Agg backend (no display needed).
 """
 
 from __future__ import annotations
 
 import csv
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from gan_modules.io import atomic_write
+
 TRAIN_KEYS = ("train/d_loss", "train/g_loss")
 VAL_KEYS = ("val/fid", "val/kid")
-
-
-def save_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Writes ``path`` through ``write(tmp)`` under a hidden temporary name in the same folder, then renames it:
-    a reader never sees a half-written file and an interrupted write leaves nothing behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # the suffix tells PIL/matplotlib the format
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def read_metrics(path: str | Path) -> dict[str, list[tuple[float, float]]]:
@@ -127,7 +115,7 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.suptitle(f"{run_dir.parent.name}/{run_dir.name}", fontsize=10)
-    out = save_atomically(out if out is not None else run_dir / "training.png", lambda tmp: fig.savefig(tmp, dpi=110))
+    out = atomic_write(out if out is not None else run_dir / "training.png", lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return out
 
@@ -167,11 +155,9 @@ def save_gif(frames: Iterable[Tensor], path: str | Path, duration_ms: int = 80) 
         images.append(Image.fromarray(array).convert("P", palette=Image.Palette.ADAPTIVE))
     if not images:
         raise ValueError("no frames to write")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.gif")
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(
+        path, lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    )
 
 
 def walk_frames(model, num_keys: int, steps: int, seed: int = 0) -> Tensor:
@@ -181,23 +167,6 @@ def walk_frames(model, num_keys: int, steps: int, seed: int = 0) -> Tensor:
     t = torch.linspace(0, 1, steps + 1)[:-1]
     z = slerp(keys, keys.roll(-1, 0), t).reshape(-1, model.latent_dim)
     return torch.cat([model.generate(chunk).cpu() for chunk in z.split(256)])
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="plot.py", description="Draws <run>/training.png from <run>/metrics.csv.")
-    parser.add_argument("run_dir", help="a run folder written by train.py, e.g. runs/vanilla_mnist/20260101-120000")
-    parser.add_argument("--out", default=None, help="PNG to write (default: <run>/training.png)")
-    args = parser.parse_args(argv)
-    try:
-        path = plot_training(args.run_dir, args.out)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
 
 
 def plot_points(samples: Tensor, means: Tensor, path: str | Path, title: str = "", sigma: float | None = None) -> Path:
@@ -220,6 +189,6 @@ def plot_points(samples: Tensor, means: Tensor, path: str | Path, title: str = "
     ax.set_ylim(-span, span)
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
-    path = save_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    path = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
     return path
