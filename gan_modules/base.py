@@ -1,5 +1,9 @@
 """The GAN training loop every variant shares: manual optimization, D phase then G phase.
 
+The loop decides which network updates when and on what; what an update is made of (the objective, the tricks'
+hooks, the clipped and scheduled optimizer step, the logged statistics) is ``gan_modules.adversarial.Adversary``,
+which the face swap's PatchGANs train through too.
+
 Counting steps: Lightning's ``trainer.global_step`` counts *optimizer steps*, and this module makes
 two per batch (one D, one G) when ``n_critic == 1``; with ``n_critic = k`` it makes k D steps per G
 step. So ``--trainer.max_steps N`` stops after N optimizer steps in total, i.e. ``N / 2`` batches at
@@ -9,57 +13,27 @@ step. So ``--trainer.max_steps N`` stops after N optimizer steps in total, i.e. 
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterator
-from functools import partial
-from pathlib import Path
 from typing import Literal
 
 import torch
 from pytorch_lightning.cli import OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from gan_modules.adversarial import Adversary, Judge, ManualSteps, build_tricks, loggers_write_now
 from gan_modules.core import ImageModule, NonFiniteLossError, first_tensor, to_unit_range  # noqa: F401 (re-exported)
 from gan_modules.objectives import NonSaturating, Objective
+from gan_modules.schedules import (  # noqa: F401 (ema_multi_avg_fn and lr_factor re-exported for older imports)
+    check_lr_decay,
+    decay_schedules,
+    ema_multi_avg_fn,
+    lr_factor,
+    planned_batches,
+)
 from gan_modules.specs import from_spec, to_spec
-from gan_modules.tricks.base import DOut, Step, Trick
-
-
-def lr_factor(kind: str, start: float, total: int, step: int) -> float:
-    """The learning-rate multiplier after ``step`` of ``total`` updates: 1 until ``start * total``, then a linear
-    or cosine fall to 0 at ``total`` (and 0 after it)."""
-    begin = start * total
-    if step <= begin:
-        return 1.0
-    progress = min(1.0, (step - begin) / max(1.0, total - begin))
-    if kind == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def ema_multi_avg_fn(decay: float):
-    """EMA update for ``AveragedModel`` with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t)).
-
-    The warm-up (as in TF's ExponentialMovingAverage with num_updates) lets the average follow the
-    fast-moving early weights instead of dragging the random initialisation along for ~1/(1-decay) steps.
-    """
-
-    @torch.no_grad()
-    def update(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
-        n = int(num_averaged)
-        beta = min(decay, (1 + n) / (10 + n))
-        float_pairs = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
-        if float_pairs:
-            ema_float, float_params = zip(*float_pairs)
-            torch._foreach_lerp_(list(ema_float), list(float_params), 1.0 - beta)
-        for e, p in zip(ema_params, params):
-            if not e.is_floating_point():  # e.g. BatchNorm's num_batches_tracked
-                e.copy_(p)
-
-    return update
+from gan_modules.tricks.base import DOut, Trick
 
 
 class GANModule(ImageModule):
@@ -123,8 +97,8 @@ class GANModule(ImageModule):
                 the run into a constant and a decaying part, as pix2pix does.
             num_samples: how many fixed latents make the sample grid.
             sample_seed: seed of the fixed latents, independent of the training seed.
-            val_num_samples: generated (and reference) images behind ``val/fid``, ``val/kid`` and
-                ``val/precision``/``val/recall`` each validation epoch; 0 turns the metrics off. FID is
+            val_num_samples: generated (and reference) images behind ``val/fid``, ``val/kid`` and ``val/precision``/
+                ``val/recall`` each validation epoch (``gan_modules.validation``); 0 turns the metrics off. FID is
                 biased by N: compare values only at equal N (``evaluate.py`` uses 10,000).
             val_precision: "32" (exact, the default) or "bf16" for the Inception features behind ``val/*``:
                 faster on GPUs and on CPUs with fast bf16, about 1-2% feature error (its effect on FID is
@@ -142,21 +116,12 @@ class GANModule(ImageModule):
         self.hparams["objective"] = to_spec(objective)
         self.hparams["tricks"] = [to_spec(t) for t in tricks] if tricks is not None else None
         objective = from_spec(objective, Objective, "model.objective")
-        tricks = [from_spec(t, Trick, "model.tricks") for t in tricks] if tricks is not None else None
-        names = [type(t).__name__ for t in tricks or []]
-        if twice := sorted({name for name in names if names.count(name) > 1}):
-            raise ValueError(
-                f"model.tricks lists {', '.join(twice)} more than once (a config's own tricks and an overlay may both "
-                "add it); keep one, or clear the config's list first with --model.tricks '[]'"
-            )
+        tricks = build_tricks(tricks)
         if n_critic < 1:
             raise ValueError(f"model.n_critic must be >= 1, got {n_critic}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must be in (0, 1) or null to disable the EMA, got {ema_decay}")
-        if lr_decay not in ("none", "linear", "cosine"):
-            raise ValueError(f"model.lr_decay must be 'none', 'linear' or 'cosine', got {lr_decay!r}")
-        if not 0.0 <= lr_decay_start < 1.0:
-            raise ValueError(f"model.lr_decay_start is a fraction of the run in [0, 1), got {lr_decay_start}")
+        check_lr_decay(lr_decay, lr_decay_start)
         if val_num_samples < 0:
             raise ValueError(f"model.val_num_samples must be >= 0 (0 disables val/fid), got {val_num_samples}")
         for name, value in (("lr", lr), ("lr_d", lr_d), ("grad_clip_g", grad_clip_g), ("grad_clip_d", grad_clip_d)):
@@ -167,12 +132,13 @@ class GANModule(ImageModule):
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         # Tricks see the networks before the EMA copy and the optimizers exist (they may check or wrap them).
-        self.tricks = nn.ModuleList(tricks or [])
+        self.tricks = nn.ModuleList(tricks)
         for trick in self.tricks:
             trick.setup(self)
-        self._features_needed = any(trick.needs_features for trick in self.tricks)
-        self._real_seen_by_d: tuple[Tensor, DOut] | None = None  # this batch's D-step reals, for G-step tricks
         self.objective = objective if objective is not None else NonSaturating()
+        # The D update and G's adversarial term (objective, tricks, clipped steps); plain objects, not submodules.
+        self.steps = ManualSteps(self, grad_clip_algorithm, decay=lr_decay != "none")
+        self.adversary = Adversary(self, self.objective, self.tricks, self.steps)
         # The callables themselves: under LightningCLI ``hparams`` holds their config dicts instead.
         self.optimizer_g_factory = optimizer_g
         self.optimizer_d_factory = optimizer_d
@@ -190,11 +156,6 @@ class GANModule(ImageModule):
         self.recent_d_outputs: deque[tuple[Tensor, Tensor]] = deque(maxlen=8)
         # Whether this step's values reach the loggers (set by training_step); the steps return statistics only then.
         self._log_now = True
-        # Validation metrics live outside the module tree (object.__setattr__): the Inception weights
-        # stay out of every checkpoint and a resume never depends on them.
-        object.__setattr__(self, "_val_metrics", None)
-        object.__setattr__(self, "_val_reference", None)
-        self._val_seen = 0
         self.choose_memory_format(channels_last)
 
     # ------------------------------------------------------------------ hooks a variant may override
@@ -207,32 +168,47 @@ class GANModule(ImageModule):
         """D's logits for ``images``; a conditional variant also looks at ``gen_input``."""
         return self.discriminator(images)
 
+    def _judge(self, gen_input: Tensor) -> Judge:
+        """D as this batch's update sees it: ``discriminate`` given ``gen_input``, and D's features when a trick
+        reads them (from the same forward pass: the discriminator's ``features_and_logits``)."""
+        return Judge(
+            lambda x: self.discriminate(x, gen_input), getattr(self.discriminator, "features_and_logits", None)
+        )
+
     def d_input(self, images: Tensor) -> Tensor:
         """Images as D sees them: each trick's ``d_input`` in list order (identity without tricks)."""
-        for trick in self.tricks:
-            images = trick.d_input(images, self)
-        return images
+        return self.adversary.d_input(images)
 
     def d_out(self, images: Tensor, gen_input: Tensor) -> DOut:
-        """D's logits for images already passed through ``d_input``, with D's features when a trick needs them
-        (from the same forward pass: the discriminator's ``features_and_logits``)."""
-        if self._features_needed:
-            features, logits = self.discriminator.features_and_logits(images)
-            return DOut(logits, features)
-        return DOut(self.discriminate(images, gen_input))
-
-    def _trick_terms(self, kind: str, step: Step) -> dict[str, Tensor]:
-        terms: dict[str, Tensor] = {}
-        for trick in self.tricks:
-            for name, value in getattr(trick, f"{kind}_terms")(step).items():
-                if name in terms:
-                    raise ValueError(f"two tricks both add a {kind.upper()} term named {name!r}; keep one of them")
-                terms[name] = value
-        return terms
+        """D's logits for images already passed through ``d_input``, with D's features when a trick needs them."""
+        return self.adversary.d_out(self._judge(gen_input), images)
 
     def generator_extra_losses(self, fake: Tensor, real: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
         """Terms added to the adversarial G loss (e.g. ``{"l1": 100 * |fake - real|}``); logged by name."""
         return {}
+
+    @torch.no_grad()
+    def fake_probability(self, images: Tensor) -> Tensor:
+        """1 - sigmoid(D(x)) from the discriminator in eval mode: a probability for cross-entropy objectives, a
+        monotone score for a Wasserstein or hinge critic (AUROC holds, the 0.5 threshold does not)."""
+        discriminator = self.discriminator
+        was_training = discriminator.training
+        discriminator.eval()
+        try:
+            x = self.images_in(images.to(self.device)).float()
+            logits = discriminator(x)
+        except RuntimeError as err:
+            raise ValueError(
+                f"the discriminator of this {type(self).__name__} cannot score single images ({err}); "
+                "a PacGAN discriminator judges packs of images. Train a FakeDetector instead"
+            ) from None
+        finally:
+            discriminator.train(was_training)
+        return torch.sigmoid(-logits.float().reshape(len(x), -1).mean(1))  # D's logit says real
+
+    @property
+    def fake_judge(self) -> str:
+        return f"discriminator of a {type(self).__name__}"
 
     @property
     def sampling_generator(self) -> nn.Module:
@@ -270,6 +246,13 @@ class GANModule(ImageModule):
         finally:
             net.train(was_training)
 
+    def validation_inputs(self, reference: Tensor, seed: int) -> Tensor:
+        """One latent per reference image, drawn with ``seed``: the fixed latents behind ``val/*``."""
+        return torch.randn(len(reference), self.latent_dim, generator=torch.Generator().manual_seed(seed))
+
+    def validation_fakes(self, inputs: Tensor) -> Tensor:
+        return self.generate(inputs)
+
     # ------------------------------------------------------------------ optimization
 
     def configure_optimizers(self):
@@ -284,120 +267,32 @@ class GANModule(ImageModule):
             opt_g = self.adam(self.generator.parameters(), hp.lr, hp.betas)
         if hp.get("lr_decay", "none") == "none":
             return [opt_d, opt_g]
-        d_total = self._planned_d_updates()
+        # The run's length in D updates (one per batch); max_steps counts both optimizers' steps (module docstring).
+        d_total = planned_batches(self.trainer, steps=self.n_critic + 1, per_batches=self.n_critic)
         g_total = max(1, d_total // self.n_critic)
-        schedules = [
-            torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, hp.lr_decay, hp.lr_decay_start, total))
-            for opt, total in ((opt_d, d_total), (opt_g, g_total))
-        ]
-        return [opt_d, opt_g], schedules
-
-    def _planned_d_updates(self) -> int:
-        """The run's length in D updates (one per batch), for the learning-rate decay."""
-        trainer = self.trainer
-        batches = trainer.estimated_stepping_batches if trainer.max_epochs not in (None, -1) else math.inf
-        if trainer.max_steps not in (None, -1):  # max_steps counts both optimizers' steps (module docstring)
-            batches = min(batches, trainer.max_steps * self.n_critic / (self.n_critic + 1))
-        if not math.isfinite(batches):
-            raise ValueError(
-                "model.lr_decay needs a run of known length: set trainer.max_epochs or trainer.max_steps, "
-                "or set model.lr_decay to 'none'"
-            )
-        return max(1, int(batches))
+        return [opt_d, opt_g], decay_schedules(hp.lr_decay, hp.lr_decay_start, [(opt_d, d_total), (opt_g, g_total)])
 
     def progress_note(self) -> str:
         return f"{super().progress_note()} (D update {self.d_updates}, G update {self.g_updates})"
 
-    def _optimizer_step(self, optimizer, loss: Tensor, clip: float | None) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        # Clipping waits for on_before_optimizer_step, which Lightning calls inside step() after it has
-        # unscaled 16-mixed gradients: clipped here, the GradScaler's scaled gradients would be clipped.
-        self._pending_clip = clip
-        try:
-            optimizer.step()
-        finally:
-            self._pending_clip = None
-        if self.hparams.get("lr_decay", "none") != "none":
-            self.lr_schedulers()[self.optimizers().index(optimizer)].step()
-
     def on_before_optimizer_step(self, optimizer) -> None:
-        clip = getattr(self, "_pending_clip", None)
-        if clip is not None:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=clip, gradient_clip_algorithm=self.hparams.grad_clip_algorithm
-            )
+        self.steps.clip(optimizer)  # where Lightning has unscaled 16-mixed gradients (ManualSteps)
 
     def discriminator_step(self, real: Tensor, fake: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
         """One D update on a real batch and a (detached) fake batch; returns the values to log."""
-        opt_d = self.optimizers()[0]
-        fake = fake.detach()
-        real_in, fake_in = self.d_input(real), self.d_input(fake)
-        real_out, fake_out = self.d_out(real_in, gen_input), self.d_out(fake_in, gen_input)
-        real_logits, fake_logits = real_out.logits, fake_out.logits
-        d_loss = self.objective.d_loss(real_logits, fake_logits)
-        penalty = self.objective.d_penalty(lambda x: self.discriminate(x, gen_input), real_in, fake_in)
-        if penalty is not None:
-            d_loss = d_loss + penalty
-        terms = {}
-        if self.tricks:
-            d = lambda x: self.discriminate(x, gen_input)
-            terms = self._trick_terms("d", Step(self, self.d_updates, real_in, fake_in, real_out, fake_out, d))
-            d_loss = d_loss + sum(terms.values()) if terms else d_loss
-            features = real_out.features.detach() if real_out.features is not None else None
-            self._real_seen_by_d = (real_in.detach(), DOut(real_logits.detach(), features))
-        self.check_finite("train/d_loss", d_loss)
-        self._optimizer_step(opt_d, d_loss, self.hparams.grad_clip_d)
-        self.objective.after_d_step(self.discriminator)
-        for trick in self.tricks:
-            trick.after_d_step(self)
-        self.d_updates += 1
-        self.recent_d_outputs.append((real_logits.detach(), fake_logits.detach()))  # for the W&B histogram
-        if not self._log_now:  # the statistics below are a dozen small ops: only on the steps that log them
-            return {}
-        with torch.no_grad():
-            # D's raw scores for every objective; as probabilities (and the accuracy of D's call at 0.5)
-            # only where the loss is a cross-entropy: a Wasserstein or hinge critic's sigmoid means nothing.
-            stats = {
-                "train/d_loss": d_loss.detach(),
-                "train/d_real_score": real_logits.float().mean(),
-                "train/d_fake_score": fake_logits.float().mean(),
-            }
-            if self.objective.probabilistic:
-                stats["train/d_real"] = torch.sigmoid(real_logits).mean()
-                stats["train/d_fake"] = torch.sigmoid(fake_logits).mean()
-                stats["train/d_acc"] = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
-            if penalty is not None:
-                stats["train/d_penalty"] = penalty.detach()
-            stats.update({f"train/d_{name}": value.detach() for name, value in terms.items()})
-        return stats
+        batches = [(self._judge(gen_input), real, fake)]
+        (result,) = results = self.adversary.d_step(self.optimizers()[0], batches, self.hparams.grad_clip_d)
+        self.recent_d_outputs.append((result.real_logits.detach(), result.fake_logits.detach()))  # W&B histogram
+        # The statistics are a dozen small ops: only on the steps that log them.
+        return self.adversary.d_stats(results) if self._log_now else {}
 
     def generator_step(self, real: Tensor, fake: Tensor, gen_input: Tensor) -> dict[str, Tensor]:
         """One G update through a frozen D on ``fake`` (which must carry G's graph)."""
-        opt_g = self.optimizers()[1]
-        # D's weights get no gradient from the G loss: freezing them saves that backward work.
-        self.discriminator.requires_grad_(False)
-        try:
-            fake_in = self.d_input(fake)
-            fake_out = self.d_out(fake_in, gen_input)
-            logits = fake_out.logits
-            for trick in self.tricks:
-                logits = trick.g_logits(logits, self)
-            adversarial = self.objective.g_loss(logits)
-            extras = self.generator_extra_losses(fake, real, gen_input)
-            if self.tricks:
-                real_in, real_out = self._real_seen_by_d or (self.d_input(real), None)
-                d = lambda x: self.discriminate(x, gen_input)
-                step = Step(self, self.g_updates, real_in, fake_in, real_out, fake_out, d)
-                extras = {**extras, **self._trick_terms("g", step)}
+        with self.adversary.frozen_discriminator():
+            adversarial, terms = self.adversary.g_loss(self._judge(gen_input), fake, real)
+            extras = {**self.generator_extra_losses(fake, real, gen_input), **terms}
             g_loss = adversarial + sum(extras.values()) if extras else adversarial
-            self.check_finite("train/g_loss", g_loss)
-            self._optimizer_step(opt_g, g_loss, self.hparams.grad_clip_g)
-        finally:
-            self.discriminator.requires_grad_(True)
-        for trick in self.tricks:
-            trick.after_g_step(self)
-        self.g_updates += 1
+            self.adversary.g_update(self.optimizers()[1], g_loss, self.hparams.grad_clip_g)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
         if not self._log_now:
@@ -409,7 +304,7 @@ class GANModule(ImageModule):
         return stats
 
     def training_step(self, batch, batch_idx: int) -> None:
-        self._log_now = self._loggers_write_this_step()
+        self._log_now = loggers_write_now(self)
         real = self.images_in(first_tensor(batch))
         gen_input = self.generator_input(real)
         # One generator forward serves both phases when a G update follows this D update (as in
@@ -430,93 +325,6 @@ class GANModule(ImageModule):
             self.log_dict(shown, prog_bar=True, on_step=True, on_epoch=False, batch_size=real.shape[0])
             self.log_dict(stats, prog_bar=False, on_step=True, on_epoch=False, batch_size=real.shape[0])
 
-    def _loggers_write_this_step(self) -> bool:
-        """Whether the loggers record this step (every ``trainer.log_every_n_steps`` batches).
-
-        ``self.log`` costs about 1 ms per key in Lightning 2.6 (it re-applies ``.to(device)`` over each
-        result's state), which is a third of a vanilla-GAN step on a CPU. Step values logged between
-        logger writes are dropped by Lightning anyway, so they are only logged when they will be written.
-        """
-        connector = getattr(self._trainer, "_logger_connector", None)
-        return connector is None or connector.should_update_logs
-
-    # ------------------------------------------------------------------ validation: FID, KID, PRDC
-
-    def _val_enabled(self) -> bool:
-        # The sanity check only proves the loop runs: it must not cost a FID pass.
-        return bool(self.hparams.val_num_samples) and not self.trainer.sanity_checking
-
-    def _reference(self) -> Tensor:
-        """Reference-split features for val/fid, from the on-disk cache (rank 0 computes them once)."""
-        from gan_modules.metrics.reference import reference_features
-
-        if self._val_reference is None:
-            datamodule = self.trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "reference_split"):
-                raise ValueError(
-                    "val/fid needs an ImageDataModule (its reference_split); pass datamodule=... to the Trainer "
-                    "or set model.val_num_samples to 0"
-                )
-            split, dataset = datamodule.reference_split()
-            kwargs = {
-                "network": self._val_metrics.network,
-                "dataset": dataset,
-                "dataset_name": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
-                "split": split,
-                "num_samples": self.hparams.val_num_samples,
-                "network_checksum": self._val_metrics.network.checksum,
-            }
-            if self.trainer.is_global_zero:
-                features, _, _ = reference_features(**kwargs)
-            self.trainer.strategy.barrier("val_reference")
-            if not self.trainer.is_global_zero:
-                features, _, _ = reference_features(**kwargs)  # written by rank 0 just now: a cache hit
-            object.__setattr__(self, "_val_reference", features)
-            rank_zero_info(
-                f"val/fid and val/kid: {len(features)} generated vs {len(features)} '{split}' images "
-                "(FID depends on N; compare runs only at equal model.val_num_samples)"
-            )
-        return self._val_reference
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_seen = 0
-        if not self._val_enabled():
-            return
-        from gan_modules.metrics import GANMetrics, feature_network
-
-        if self._val_metrics is None:
-            # Each validation embeds N fakes (and N reals the first time): compile only when that pays.
-            network = feature_network(precision=self.hparams.val_precision, num_images=self.hparams.val_num_samples)
-            object.__setattr__(self, "_val_metrics", GANMetrics(network=network))
-        self._val_metrics.to(self.device).reset()
-        real = self._reference()
-        rank, world = self.global_rank, self.trainer.world_size
-        self._val_metrics.update_features(real[rank::world], real=True)
-        # This rank's share of a fixed latent set, the same every epoch: val/fid moves with G, not with z.
-        seed = torch.Generator().manual_seed(self.hparams.sample_seed + 1)
-        object.__setattr__(self, "_val_z", torch.randn(len(real), self.latent_dim, generator=seed)[rank::world])
-
-    def _validation_fakes(self, count: int) -> None:
-        """Generates and embeds up to ``count`` more of this rank's fakes."""
-        for z in self._val_z[self._val_seen : self._val_seen + count].split(256):
-            self._val_metrics.update(self.generate(z), real=False)
-            self._val_seen += len(z)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        if self._val_enabled():
-            self._validation_fakes(len(first_tensor(batch)))
-
-    def on_validation_epoch_end(self) -> None:
-        if not self._val_enabled():
-            return
-        self._validation_fakes(len(self._val_reference))  # top up when limit_val_batches cut the loop short
-        results = self._val_metrics.compute()  # syncs the metric states across ranks; runs on every rank
-        self._val_metrics.reset()
-        # The generated images behind these values, summed over ranks: one FID over every rank's share.
-        seen = torch.tensor(float(self._val_seen), device=self.device)
-        results["num_samples"] = float(self.trainer.strategy.reduce(seen, reduce_op="sum"))
-        self.log_dict({f"val/{name}": value for name, value in results.items()}, sync_dist=True)
-
     # ------------------------------------------------------------------ checkpoint state
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -528,22 +336,3 @@ class GANModule(ImageModule):
         counts = checkpoint.get("gan_update_counts", {})
         self.d_updates = counts.get("d_updates", 0)
         self.g_updates = counts.get("g_updates", 0)
-
-
-def grid_rows(n: int) -> int:
-    """Images per row for a near-square grid of n images."""
-    return max(1, math.ceil(math.sqrt(n)))
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> the GPU when there is one, else the CPU; anything else as torch.device understands it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
-    """Rebuilds the GAN variant a checkpoint was trained as; see :func:`gan_modules.checkpoints.load_gan`."""
-    from gan_modules.checkpoints import load_gan as safe_load_gan
-
-    return safe_load_gan(checkpoint_path, map_location=map_location)

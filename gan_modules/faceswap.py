@@ -12,18 +12,22 @@ betas 0.5/0.999) at any size; the loss adds SSIM to that code's L1, and an optio
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from gan_modules.adversarial import Adversary, Judge, ManualSteps, build_tricks, loggers_write_now
 from gan_modules.core import ImageModule, to_unit_range
 from gan_modules.layers import init_glorot_weights, upsample_2x
 from gan_modules.objectives import NonSaturating, Objective
 from gan_modules.pix2pix import PatchGANDiscriminator
+from gan_modules.schedules import check_lr_decay, decay_schedules, planned_batches
 from gan_modules.specs import from_spec, to_spec
+from gan_modules.tricks.augment import random_warp
+from gan_modules.tricks.base import Trick
 
 IDENTITIES = ("a", "b")
 MAX_WIDTH_FACTOR = 8  # widths double per stage up to 8x base_channels (1024 for the 2017 code's 128)
@@ -48,47 +52,6 @@ def encoder_stages(image_size: int) -> tuple[int, int]:
 def ssim_window(sigma: float) -> int:
     """Side of torchmetrics' Gaussian SSIM window for ``sigma`` (11 for Wang et al.'s 1.5)."""
     return int(3.5 * sigma + 0.5) * 2 + 1
-
-
-def random_warp(
-    images: Tensor,
-    strength: float = 1.0,
-    flip_prob: float = 0.0,
-    grid_size: int = 5,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
-    """(warped inputs, targets) for images [N, C, H, W]: the autoencoder rebuilds targets from inputs.
-
-    Targets are the images under a random similarity transform, an augmentation shared with the inputs so
-    that the head's position and roll stay part of what the code describes (the 2017 code's
-    ``random_transform``: rotation up to 10 deg, zoom and shift up to 5%, each scaled by ``strength``; a
-    horizontal flip with ``flip_prob``). Inputs are the targets further bent by a smooth random field: a
-    ``grid_size`` x ``grid_size`` grid of offsets with a standard deviation of ``strength`` / 8 of the grid's
-    spacing (the 2017 ``random_warp``: 5 px of noise on a 5x5 grid of points 40 px apart), bicubically
-    upsampled and added to the sampling grid. ``strength`` 0 without flips returns the images (up to rounding).
-    """
-    n, _, h, w = images.shape
-    device = images.device
-
-    def uniform(low: float, high: float) -> Tensor:
-        return torch.rand(n, generator=generator, device=device) * (high - low) + low
-
-    angle = torch.deg2rad(uniform(-10.0, 10.0) * strength)
-    zoom = 1.0 + uniform(-0.05, 0.05) * strength
-    shift = torch.stack([uniform(-0.05, 0.05), uniform(-0.05, 0.05)], dim=1) * 2 * strength  # [-1, 1] units
-    flip = (torch.rand(n, generator=generator, device=device) < flip_prob).float() * -2 + 1
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    # affine_grid's theta maps output coordinates to input ones; a flip mirrors the output's x.
-    theta = torch.stack(
-        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
-    )
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
-    targets = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    spacing = 2.0 / (grid_size - 1)
-    coarse = torch.randn(n, 2, grid_size, grid_size, generator=generator, device=device) * (spacing / 8 * strength)
-    offsets = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
-    inputs = F.grid_sample(images, grid + offsets, mode="bilinear", padding_mode="border", align_corners=False)
-    return inputs, targets
 
 
 def _upscale(in_channels: int, out_channels: int, mode: str) -> nn.Module:
@@ -170,8 +133,9 @@ class FaceSwap(ImageModule):
     identity's decoder rebuilds its targets from the code of its warped inputs with
     ``L1 + ssim_weight * (1 - SSIM)``. With ``adversarial_weight > 0`` one PatchGAN per identity
     (``discriminators``, conditioned on the warped input as pix2pix's) judges rebuilt against real faces
-    through ``objective``, D step first, then the autoencoder step. ``trainer.global_step`` counts optimizer
-    steps: one per batch, two with the discriminators.
+    through ``objective``, D step first, then the autoencoder step: the same adversarial update as every GAN's
+    (``gan_modules.adversarial``), so ``tricks``, gradient clipping and the learning-rate decay apply to it.
+    ``trainer.global_step`` counts optimizer steps: one per batch, two with the discriminators.
 
     Inference: ``swap(images, to="b")`` and ``reconstruct(images, identity)``. The sample grid shows six rows of
     ``num_samples`` fixed faces (from the first training batch): A, A rebuilt, A as B, B, B rebuilt, B as A.
@@ -180,6 +144,9 @@ class FaceSwap(ImageModule):
     """
 
     best_metric = ("val/l1", "min")
+    # What tricks read of their host (TrickHost): D judges (input, face) pairs; one autoencoder update per batch.
+    conditional = True
+    n_critic = 1
 
     def __init__(
         self,
@@ -201,6 +168,12 @@ class FaceSwap(ImageModule):
         d_channels: int = 64,
         num_samples: int = 8,
         channels_last: bool | None = None,
+        tricks: list[Trick] | None = None,
+        grad_clip_g: float | None = None,
+        grad_clip_d: float | None = None,
+        grad_clip_algorithm: Literal["norm", "value"] = "norm",
+        lr_decay: Literal["none", "linear", "cosine"] = "none",
+        lr_decay_start: float = 0.0,
     ) -> None:
         """
         Args:
@@ -228,16 +201,29 @@ class FaceSwap(ImageModule):
             d_channels: width of the PatchGAN discriminators' first conv.
             num_samples: fixed faces per identity in the sample grid.
             channels_last: the channels_last memory layout; None chooses it (the networks are convolutional).
+            tricks: GANModule's training tricks, on the adversarial term per discriminator (adversarial_weight > 0).
+            grad_clip_g: clip the autoencoder's gradients to this norm/value; None disables.
+            grad_clip_d: clip the discriminators' gradients to this norm/value; None disables.
+            grad_clip_algorithm: "norm" (total L2 norm) or "value" (elementwise).
+            lr_decay: "linear" or "cosine" takes both learning rates to 0 by the end of the run, as GANModule's.
+            lr_decay_start: the fraction of the run (in [0, 1)) after which the decay begins.
         """
         super().__init__()
         self.save_hyperparameters()
-        # As GANModule does: hparams keep the objective as {class_path, init_args}, so checkpoints hold plain values.
+        # As GANModule does: hparams keep the objective and tricks as {class_path, init_args}: plain values only.
         self.hparams["objective"] = to_spec(objective)
+        self.hparams["tricks"] = [to_spec(t) for t in tricks] if tricks is not None else None
         objective = from_spec(objective, Objective, "model.objective")
+        tricks = build_tricks(tricks)
         encoder_stages(image_size)  # a clear error for an unsupported size before anything is built
-        for name, value in (("lr", lr), ("lr_d", lr_d)):
+        check_lr_decay(lr_decay, lr_decay_start)
+        for name, value in (("lr", lr), ("lr_d", lr_d), ("grad_clip_g", grad_clip_g), ("grad_clip_d", grad_clip_d)):
             if value is not None and not value > 0:
                 raise ValueError(f"model.{name} must be positive, got {value}")
+        if adversarial_weight == 0 and (tricks or grad_clip_d is not None):
+            raise ValueError(
+                "model.tricks and model.grad_clip_d act on the discriminators: set model.adversarial_weight > 0"
+            )
         checks = [
             ("num_channels", num_channels >= 1, num_channels),
             ("base_channels", base_channels >= 1, base_channels),
@@ -257,31 +243,30 @@ class FaceSwap(ImageModule):
             raise ValueError(f'model.upsample must be "pixelshuffle" or "nearest", got {upsample!r}')
         self.automatic_optimization = False
         self.encoder = FaceSwapEncoder(image_size, num_channels, base_channels, bottleneck_dim, upsample)
-        self.decoders = nn.ModuleDict(
-            {
-                identity: FaceSwapDecoder(
-                    image_size=image_size,
-                    code_channels=self.encoder.out_channels,
-                    out_channels=num_channels,
-                    min_channels=decoder_min_channels,
-                    upsample=upsample,
-                )
-                for identity in IDENTITIES
-            }
+        decoder = dict(
+            image_size=image_size,
+            code_channels=self.encoder.out_channels,
+            out_channels=num_channels,
+            min_channels=decoder_min_channels,
+            upsample=upsample,
         )
+        self.decoders = nn.ModuleDict({identity: FaceSwapDecoder(**decoder) for identity in IDENTITIES})
         self.discriminators: nn.ModuleDict | None = None
         if adversarial_weight > 0:
             if image_size % 16 != 0:
                 raise ValueError(f"the PatchGAN discriminators need image_size divisible by 16, got {image_size}")
-            self.discriminators = nn.ModuleDict(
-                {
-                    identity: PatchGANDiscriminator(
-                        image_size=image_size, in_channels=2 * num_channels, base_channels=d_channels
-                    )
-                    for identity in IDENTITIES
-                }
-            )
+            patch = dict(image_size=image_size, in_channels=2 * num_channels, base_channels=d_channels)
+            self.discriminators = nn.ModuleDict({identity: PatchGANDiscriminator(**patch) for identity in IDENTITIES})
         self.objective = objective if objective is not None else NonSaturating()
+        self.d_updates, self.g_updates = 0, 0  # update counts, for the tricks' schedules (kept in checkpoints)
+        self.tricks = nn.ModuleList(tricks)
+        for trick in self.tricks:
+            trick.setup(self)
+        self.steps = ManualSteps(self, grad_clip_algorithm, decay=lr_decay != "none")
+        self._log_now = True  # whether this step's statistics reach the loggers (set by training_step)
+        self.adversary: Adversary | None = None  # plain objects, not submodules: the state_dict keys stay as they were
+        if self.discriminators is not None:
+            self.adversary = Adversary(self, self.objective, self.tricks, self.steps, judges=len(IDENTITIES))
         # Full-size buffers and a count of those in use (0 until the first batch fills them): a checkpoint's
         # shapes never depend on whether the faces were set, so a resumed run's shapes always match.
         self.register_buffer("fixed_a", torch.zeros(num_samples, num_channels, image_size, image_size))
@@ -346,21 +331,29 @@ class FaceSwap(ImageModule):
 
     # ------------------------------------------------------------------ training
 
+    @property
+    def generator(self) -> nn.Module:
+        """The autoencoder as the tricks see G (TrickHost): the encoder and both decoders."""
+        return nn.ModuleList([self.encoder, self.decoders])
+
+    @property
+    def discriminator(self) -> nn.ModuleDict | None:
+        """Both discriminators as the tricks see D (TrickHost): one optimizer, one update."""
+        return self.discriminators
+
     def configure_optimizers(self):
         hp = self.hparams
-        autoencoder = [*self.encoder.parameters(), *self.decoders.parameters()]
-        opt_ae = self.adam(autoencoder, hp.lr, hp.betas)
-        if self.discriminators is None:
-            return opt_ae
-        opt_d = self.adam(self.discriminators.parameters(), hp.lr_d or hp.lr, hp.betas)
-        return [opt_d, opt_ae]
+        opt_ae = self.adam([*self.encoder.parameters(), *self.decoders.parameters()], hp.lr, hp.betas)
+        optimizers = [opt_ae]
+        if self.discriminators is not None:
+            optimizers = [self.adam(self.discriminators.parameters(), hp.lr_d or hp.lr, hp.betas), opt_ae]
+        if hp.get("lr_decay", "none") == "none":
+            return optimizers if len(optimizers) > 1 else opt_ae
+        total = planned_batches(self.trainer, steps=len(optimizers))  # one update of each optimizer per batch
+        return optimizers, decay_schedules(hp.lr_decay, hp.lr_decay_start, [(opt, total) for opt in optimizers])
 
-    def _optimizers(self) -> tuple:
-        """(opt_d or None, opt_ae)."""
-        optimizers = self.optimizers()
-        if isinstance(optimizers, list):
-            return optimizers[0], optimizers[1]
-        return None, optimizers
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.steps.clip(optimizer)  # where Lightning has unscaled 16-mixed gradients (ManualSteps)
 
     def warp(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(inputs, targets) of ``random_warp`` with this model's settings, in fp32 and the chosen layout."""
@@ -378,58 +371,42 @@ class FaceSwap(ImageModule):
             ssim = structural_similarity_index_measure(fake, target, data_range=2.0, sigma=self.hparams.ssim_sigma)
             return l1 + self.hparams.ssim_weight * (1 - ssim), l1, ssim
 
+    def _judge(self, identity: str, inputs: dict) -> Judge:
+        """``identity``'s PatchGAN as the adversarial update sees it: conditioned on that identity's warped input."""
+        return Judge(lambda x, d=self.discriminators[identity], c=inputs[identity]: d(c, x), name=identity)
+
     def discriminator_step(self, inputs: dict, targets: dict, fakes: dict) -> dict[str, Tensor]:
         """One update of both discriminators: real = (warped input, target), fake = (warped input, rebuilt face)."""
-        opt_d, _ = self._optimizers()
-        d_loss = 0.0
-        stats = {}
-        for identity, d in self.discriminators.items():
-            condition = inputs[identity]
-            real_logits = d(condition, targets[identity])
-            fake_logits = d(condition, fakes[identity].detach())
-            loss = self.objective.d_loss(real_logits, fake_logits)
-            penalty = self.objective.d_penalty(lambda x, d=d, c=condition: d(c, x), targets[identity], fakes[identity])
-            if penalty is not None:
-                loss = loss + penalty
-            d_loss = d_loss + loss
-            stats[f"train/d_loss_{identity}"] = loss.detach()
-        self.check_finite("train/d_loss", d_loss)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        opt_d.step()
-        for d in self.discriminators.values():
-            self.objective.after_d_step(d)
-        stats["train/d_loss"] = d_loss.detach()
-        return stats
+        batches = [(self._judge(identity, inputs), targets[identity], fakes[identity]) for identity in IDENTITIES]
+        results = self.adversary.d_step(self.optimizers()[0], batches, self.hparams.grad_clip_d)
+        return self.adversary.d_stats(results) if self._log_now else {}
 
     def autoencoder_step(self, inputs: dict, targets: dict, fakes: dict) -> dict[str, Tensor]:
         """One update of the encoder and both decoders on both identities' reconstruction (+ adversarial) losses."""
-        _, opt_ae = self._optimizers()
-        loss = 0.0
-        stats = {}
-        if self.discriminators is not None:
-            self.discriminators.requires_grad_(False)  # no D gradients from the autoencoder's loss
-        try:
+        adversary = self.adversary
+        loss, stats, g_terms = 0.0, {}, {}
+        with adversary.frozen_discriminator() if adversary is not None else contextlib.nullcontext():
             for identity in IDENTITIES:
                 term, l1, ssim = self.reconstruction_loss(fakes[identity], targets[identity])
                 stats[f"train/l1_{identity}"], stats[f"train/ssim_{identity}"] = l1.detach(), ssim.detach()
-                if self.discriminators is not None:
-                    fake_logits = self.discriminators[identity](inputs[identity], fakes[identity])
-                    adversarial = self.objective.g_loss(fake_logits)
-                    term = term + self.hparams.adversarial_weight * adversarial
+                if adversary is not None:
+                    judge = self._judge(identity, inputs)
+                    adversarial, terms = adversary.g_loss(judge, fakes[identity], targets[identity])
+                    term = term + self.hparams.adversarial_weight * adversarial + sum(terms.values())  # tricks' terms
                     stats[f"train/g_adversarial_{identity}"] = adversarial.detach()
+                    for name, value in terms.items():
+                        g_terms[name] = g_terms.get(name, 0) + value.detach()
                 loss = loss + term
-            self.check_finite("train/loss", loss)
-            opt_ae.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            opt_ae.step()
-        finally:
-            if self.discriminators is not None:
-                self.discriminators.requires_grad_(True)
+            if adversary is not None:  # the step, the tricks' after-G hooks and G's update count
+                adversary.g_update(self.optimizers()[-1], loss, self.hparams.grad_clip_g, name="train/loss")
+            else:
+                self.steps.step(self.optimizers(), loss, self.hparams.grad_clip_g, name="train/loss")
+        stats.update({f"train/g_{name}": value for name, value in g_terms.items()})  # summed over the identities
         stats["train/loss"] = loss.detach()
         return stats
 
     def training_step(self, batch, batch_idx: int) -> None:
+        self._log_now = loggers_write_now(self)
         real = {"a": self.images_in(batch[0]), "b": self.images_in(batch[1])}
         inputs, targets = {}, {}
         for identity, images in real.items():
@@ -444,16 +421,20 @@ class FaceSwap(ImageModule):
             stats.update(self.discriminator_step(inputs, targets, fakes))
         # Autoencoder: rebuild each identity's targets, and fool its discriminator.
         stats.update(self.autoencoder_step(inputs, targets, fakes))
-        if self._loggers_write_this_step():
+        if self._log_now:
             shown = {k: stats.pop(k) for k in ("train/loss", "train/d_loss") if k in stats}
             batch_size = len(real["a"])
             self.log_dict(shown, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
             self.log_dict(stats, prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
 
-    def _loggers_write_this_step(self) -> bool:
-        """Whether the loggers record this step; ``self.log`` costs about 1 ms a key (see ``GANModule``)."""
-        connector = getattr(self._trainer, "_logger_connector", None)
-        return connector is None or connector.should_update_logs
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["update_counts"] = {"d_updates": self.d_updates, "g_updates": self.g_updates}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        counts = checkpoint.get("update_counts", {})  # none in checkpoints from before the tricks
+        self.d_updates, self.g_updates = counts.get("d_updates", 0), counts.get("g_updates", 0)
 
     # ------------------------------------------------------------------ validation
 

@@ -1,26 +1,19 @@
 """GAN objectives: small stateless objects chosen in YAML by ``class_path``.
 
 Each has ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)`` on raw discriminator
-logits (higher = more real), both means over the batch. Objectives that need more than logits
-(a gradient penalty, weight clipping) say so through ``d_penalty`` and ``after_d_step``.
+logits (higher = more real), both means over the batch. An objective defined with a D regularizer (WGAN's
+weight clipping, WGAN-GP's gradient penalty) names it in ``implied_tricks``: the loop runs it ahead of
+``model.tricks`` through the same hooks, so there is one way to regularize D.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-
-def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
-    """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat (Gulrajani et al. 2017)."""
-    alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    logits = discriminator(x_hat)
-    (grad,) = torch.autograd.grad(outputs=logits.sum(), inputs=x_hat, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+from gan_modules.tricks.base import Trick
+from gan_modules.tricks.penalties import GradientPenalty, WeightClipping, gradient_penalty  # noqa: F401 (re-exported)
 
 
 def _targets(logits: Tensor, label_range: tuple[float, float]) -> Tensor:
@@ -43,12 +36,9 @@ class Objective:
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def d_penalty(self, discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor | None:
-        """An extra term added to the D loss (e.g. a gradient penalty), or None."""
-        return None
-
-    def after_d_step(self, discriminator: nn.Module) -> None:
-        """Called after every discriminator optimizer step (e.g. to clip weights)."""
+    def implied_tricks(self) -> list[Trick]:
+        """The D regularizers this objective is defined with; the loop runs them first, then ``model.tricks``."""
+        return []
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -124,10 +114,8 @@ class Wasserstein(Objective):
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         return -fake_logits.mean()
 
-    @torch.no_grad()
-    def after_d_step(self, discriminator: nn.Module) -> None:
-        for p in discriminator.parameters():
-            p.clamp_(-self.clip_value, self.clip_value)
+    def implied_tricks(self) -> list[Trick]:
+        return [WeightClipping(self.clip_value)]
 
 
 class WassersteinGP(Objective):
@@ -148,8 +136,8 @@ class WassersteinGP(Objective):
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         return -fake_logits.mean()
 
-    def d_penalty(self, discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor | None:
-        return self.gp_weight * gradient_penalty(discriminator, real, fake)
+    def implied_tricks(self) -> list[Trick]:
+        return [GradientPenalty(self.gp_weight)]  # logged as train/d_penalty
 
 
 class Hinge(Objective):

@@ -1,4 +1,5 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from gan_modules.objectives import (
     WassersteinGP,
     gradient_penalty,
 )
+from gan_modules.tricks import GradientPenalty, Step, WeightClipping
 
 LOG2 = math.log(2.0)
 
@@ -84,7 +86,9 @@ def test_weight_clipping_after_d_step():
     d = nn.Linear(3, 1)
     with torch.no_grad():
         d.weight.fill_(0.5)
-    Wasserstein(clip_value=0.01).after_d_step(d)
+    (clipping,) = Wasserstein(clip_value=0.01).implied_tricks()  # the loop runs it after every D step
+    assert isinstance(clipping, WeightClipping)
+    clipping.after_d_step(SimpleNamespace(discriminator=d))
     assert d.weight.abs().max().item() == pytest.approx(0.01)
 
 
@@ -94,7 +98,11 @@ def test_gradient_penalty_of_a_linear_critic():
     critic = lambda x: x.flatten(1) @ w
     real, fake = torch.randn(8, 2), torch.randn(8, 2)
     assert gradient_penalty(critic, real, fake).item() == pytest.approx((5.0 - 1.0) ** 2)
-    assert WassersteinGP(gp_weight=10.0).d_penalty(critic, real, fake).item() == pytest.approx(160.0)
+    (penalty,) = WassersteinGP(gp_weight=10.0).implied_tricks()  # the loop adds its term to D's loss
+    assert isinstance(penalty, GradientPenalty)
+    step = Step(gan=None, update=0, real_in=real, fake_in=fake, real_out=None, fake_out=None, d=critic)
+    assert penalty.d_terms(step)["penalty"].item() == pytest.approx(160.0)  # logged as train/d_penalty
+    assert {type(t) for o in (Minimax(), NonSaturating(), LeastSquares(), Hinge()) for t in o.implied_tricks()} == set()
 
 
 def test_gradient_penalty_is_differentiable_wrt_critic():

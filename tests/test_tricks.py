@@ -14,12 +14,14 @@ from gan_modules.tricks import (
     DiffAugment,
     DOut,
     FeatureMatching,
+    GradientPenalty,
     HistoricalAveraging,
     InstanceNoise,
     PacGAN,
     SpectralNorm,
     Step,
     TopK,
+    WeightClipping,
 )
 
 # Every trick, the loss term it logs (None: it only changes D's inputs) and the network it adds it to.
@@ -33,6 +35,8 @@ TRICKS = [
     (lambda: SpectralNorm(), None),
     (lambda: PacGAN(m=2), None),
     (lambda: TopK(gamma=0.5), None),
+    (lambda: GradientPenalty(weight=1.0), "train/d_penalty"),
+    (lambda: WeightClipping(clip_value=0.05), None),
 ]
 # Network options of the variants (the catalogue's layer tricks), trained the same way.
 OPTIONS = [dict(g_upsample="nearest"), dict(g_upsample="pixelshuffle"), dict(d_minibatch="stddev"),
@@ -173,6 +177,35 @@ def test_historical_averaging_tracks_the_mean_of_past_weights_and_resumes_exactl
     running = HistoricalAveraging(weight=1.0, networks="g")
     running.setup(tiny_dcgan())
     assert not hasattr(running, "d_history") and running.g_history.ndim == 1
+
+
+def test_a_term_of_the_weights_alone_is_split_over_several_discriminators():
+    """FaceSwap sums each D term over its two discriminators: historical averaging must still count once."""
+    gan = tiny_dcgan(tricks=[HistoricalAveraging(weight=1.0, networks="d")])
+    with torch.no_grad():
+        for p in gan.discriminator.parameters():
+            p.add_(1.0)
+    one = gan.tricks[0].d_terms(Step(gan, 0, None, None, None, None, None))["historical_averaging"]
+    two = gan.tricks[0].d_terms(Step(gan, 0, None, None, None, None, None, judges=2))["historical_averaging"]
+    torch.testing.assert_close(2 * two, one)
+
+
+def test_an_objectives_regularizer_runs_as_a_trick_ahead_of_the_list(tmp_path):
+    from gan_modules.objectives import Wasserstein, WassersteinGP
+
+    gan = tiny_dcgan(objective=Wasserstein(clip_value=0.01), tricks=[HistoricalAveraging(networks="d")])
+    assert [type(t).__name__ for t in gan.adversary.tricks] == ["WeightClipping", "HistoricalAveraging"]
+    assert len(gan.tricks) == 1  # not a module of the GAN: checkpoints keep the listed tricks' keys (tricks.0...)
+    initial = gan.tricks[0].d_history.clone()
+    make_trainer(tmp_path, max_epochs=1, limit_train_batches=1).fit(
+        gan, datamodule=SyntheticDataModule(image_size=16, num_channels=1, num_images=8, batch_size=8)
+    )
+    weights = torch.cat([p.detach().flatten() for p in gan.discriminator.parameters()])
+    assert weights.abs().max() <= 0.01 and gan.d_updates == 1
+    # Historical averaging recorded D after the clipping: the running mean of the initial and the clipped weights.
+    torch.testing.assert_close(gan.tricks[0].d_history, (initial + weights) / 2)
+    with pytest.raises(ValueError, match="GradientPenalty, which model.objective WassersteinGP already applies"):
+        tiny_dcgan(objective=WassersteinGP(), tricks=[GradientPenalty()])
 
 
 def test_top_k_gives_no_gradient_to_the_fakes_d_scores_least_real_and_shrinks_k_per_epoch():

@@ -1,17 +1,15 @@
-"""Tricks on what D sees: instance noise and DiffAugment (applied to real and fake alike)."""
+"""Image augmentations: the tricks on what D sees, instance noise and DiffAugment (applied to real and fake alike),
+and the face swap's random warp (what its autoencoder learns to undo, ``gan_modules.faceswap``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_modules.tricks.base import Trick
-
-if TYPE_CHECKING:
-    from gan_modules.base import GANModule
+from gan_modules.tricks.base import Trick, TrickHost
 
 
 class InstanceNoise(Trick):
@@ -35,7 +33,7 @@ class InstanceNoise(Trick):
             return self.std
         return self.std * max(0.0, 1.0 - d_updates / self.anneal_steps)
 
-    def d_input(self, images: Tensor, gan: GANModule) -> Tensor:
+    def d_input(self, images: Tensor, gan: TrickHost) -> Tensor:
         std = self.current_std(gan.d_updates)
         return images + std * torch.randn_like(images) if std > 0 else images
 
@@ -102,7 +100,7 @@ class DiffAugment(Trick):
         self.translation_ratio = translation_ratio
         self.cutout_ratio = cutout_ratio
 
-    def setup(self, gan: GANModule) -> None:
+    def setup(self, gan: TrickHost) -> None:
         super().setup(gan)
         if getattr(gan, "conditional", False):
             raise ValueError(
@@ -110,7 +108,7 @@ class DiffAugment(Trick):
                 "Remove it from model.tricks"
             )
 
-    def d_input(self, images: Tensor, gan: GANModule) -> Tensor:
+    def d_input(self, images: Tensor, gan: TrickHost) -> Tensor:
         if images.ndim != 4:
             raise ValueError(f"DiffAugment needs images [N, C, H, W], got shape {tuple(images.shape)}")
         x = images
@@ -124,3 +122,44 @@ class DiffAugment(Trick):
         if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
             x = x.contiguous(memory_format=torch.channels_last)  # keep the layout D is fast in
         return x
+
+
+def random_warp(
+    images: Tensor,
+    strength: float = 1.0,
+    flip_prob: float = 0.0,
+    grid_size: int = 5,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(warped inputs, targets) for images [N, C, H, W]: the autoencoder rebuilds targets from inputs.
+
+    Targets are the images under a random similarity transform, an augmentation shared with the inputs so
+    that the head's position and roll stay part of what the code describes (the 2017 code's
+    ``random_transform``: rotation up to 10 deg, zoom and shift up to 5%, each scaled by ``strength``; a
+    horizontal flip with ``flip_prob``). Inputs are the targets further bent by a smooth random field: a
+    ``grid_size`` x ``grid_size`` grid of offsets with a standard deviation of ``strength`` / 8 of the grid's
+    spacing (the 2017 ``random_warp``: 5 px of noise on a 5x5 grid of points 40 px apart), bicubically
+    upsampled and added to the sampling grid. ``strength`` 0 without flips returns the images (up to rounding).
+    """
+    n, _, h, w = images.shape
+    device = images.device
+
+    def uniform(low: float, high: float) -> Tensor:
+        return torch.rand(n, generator=generator, device=device) * (high - low) + low
+
+    angle = torch.deg2rad(uniform(-10.0, 10.0) * strength)
+    zoom = 1.0 + uniform(-0.05, 0.05) * strength
+    shift = torch.stack([uniform(-0.05, 0.05), uniform(-0.05, 0.05)], dim=1) * 2 * strength  # [-1, 1] units
+    flip = (torch.rand(n, generator=generator, device=device) < flip_prob).float() * -2 + 1
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # affine_grid's theta maps output coordinates to input ones; a flip mirrors the output's x.
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    targets = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    spacing = 2.0 / (grid_size - 1)
+    coarse = torch.randn(n, 2, grid_size, grid_size, generator=generator, device=device) * (spacing / 8 * strength)
+    offsets = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    inputs = F.grid_sample(images, grid + offsets, mode="bilinear", padding_mode="border", align_corners=False)
+    return inputs, targets

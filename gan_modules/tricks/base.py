@@ -1,8 +1,9 @@
 """The extension points every training trick is an instance of.
 
 A ``Trick`` is a small ``nn.Module`` chosen in YAML as a list item (``model.tricks``, each a ``class_path``
-with typed ``init_args``). The GAN loop (``gan_modules/base.py``) calls its hooks and nothing else, so the
-loop has no branch per trick:
+with typed ``init_args``). The adversarial update (``gan_modules/adversarial.py``, which ``GANModule`` and
+``FaceSwap`` both train through) calls its hooks and nothing else, so the loop has no branch per trick. An
+objective's own regularizers (WGAN's weight clipping, WGAN-GP's penalty) are tricks too, run ahead of the list:
 
 - ``setup(gan)``: once, when the GAN is built (before the EMA copy and the optimizers): check that the
   variant can take the trick (raise ``ValueError`` with what to do), register state as buffers (saved in
@@ -19,18 +20,37 @@ loop has no branch per trick:
 
 ``every = k`` makes a term lazy (Karras et al. 2020, StyleGAN2): computed on every k-th update only, and
 scaled by k so its average strength does not change.
+
+A model with several discriminators (``FaceSwap``: one per identity, one optimizer) calls ``d_input``,
+``d_terms``, ``g_logits`` and ``g_terms`` once per discriminator and sums the terms, as it sums the objective's
+losses; ``setup`` and the after-step hooks run once per update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from gan_modules.base import GANModule
+
+class TrickHost(Protocol):
+    """What a trick may use of its model; ``GANModule`` and ``FaceSwap`` are hosts (tricks never import them).
+
+    ``setup`` may also register buffers on it and replace its ``discriminator`` (spectral norm, packing).
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    d_updates: int  # D updates made so far
+    g_updates: int
+    n_critic: int
+    current_epoch: int
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None: ...
+
+    def __getattr__(self, name: str) -> Any: ...  # a trick may read what its own variant adds
 
 
 @dataclass
@@ -50,13 +70,16 @@ class Step:
     real features, which then come from this batch's D step (computed before D's update, detached).
     """
 
-    gan: GANModule
+    gan: TrickHost
     update: int  # this network's update count before the step (d_updates or g_updates)
     real_in: Tensor
     fake_in: Tensor
     real_out: DOut | None
     fake_out: DOut
     d: Callable[[Tensor], Tensor]
+    # How many discriminators this update sums terms over: a term that does not depend on the batch (historical
+    # averaging) divides itself by it, so that the sum is the term once.
+    judges: int = 1
 
 
 class Trick(nn.Module):
@@ -71,7 +94,7 @@ class Trick(nn.Module):
             raise ValueError(f"{type(self).__name__}: every must be >= 1 (1 = every update), got {every}")
         self.every = every
 
-    def setup(self, gan: GANModule) -> None:
+    def setup(self, gan: TrickHost) -> None:
         if self.needs_features and not hasattr(gan.discriminator, "features_and_logits"):
             raise ValueError(
                 f"{type(self).__name__} needs D's intermediate features, which {type(gan).__name__}'s "
@@ -82,7 +105,7 @@ class Trick(nn.Module):
     def due(self, update: int) -> bool:
         return update % self.every == 0
 
-    def d_input(self, images: Tensor, gan: GANModule) -> Tensor:
+    def d_input(self, images: Tensor, gan: TrickHost) -> Tensor:
         return images
 
     def d_terms(self, step: Step) -> dict[str, Tensor]:
@@ -91,13 +114,13 @@ class Trick(nn.Module):
     def g_terms(self, step: Step) -> dict[str, Tensor]:
         return {}
 
-    def g_logits(self, logits: Tensor, gan: GANModule) -> Tensor:
+    def g_logits(self, logits: Tensor, gan: TrickHost) -> Tensor:
         return logits
 
-    def after_d_step(self, gan: GANModule) -> None:
+    def after_d_step(self, gan: TrickHost) -> None:
         pass
 
-    def after_g_step(self, gan: GANModule) -> None:
+    def after_g_step(self, gan: TrickHost) -> None:
         pass
 
     def extra_repr(self) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from gan_modules.tricks.base import Step, Trick
-
-if TYPE_CHECKING:
-    from gan_modules.base import GANModule
+from gan_modules.tricks.base import Step, Trick, TrickHost
 
 
 class FeatureMatching(Trick):
@@ -54,7 +51,7 @@ class HistoricalAveraging(Trick):
         self.networks = networks
         self.window = window
 
-    def setup(self, gan: GANModule) -> None:
+    def setup(self, gan: TrickHost) -> None:
         super().setup(gan)
         for side, net in (("g", gan.generator), ("d", gan.discriminator)):
             if self.networks not in (side, "both"):
@@ -86,17 +83,17 @@ class HistoricalAveraging(Trick):
     def d_terms(self, step: Step) -> dict[str, Tensor]:
         if self.networks == "g":
             return {}
-        return {"historical_averaging": self._penalty("d", step.gan.discriminator)}
+        return {"historical_averaging": self._penalty("d", step.gan.discriminator) / step.judges}
 
     def g_terms(self, step: Step) -> dict[str, Tensor]:
         if self.networks == "d":
             return {}
-        return {"historical_averaging": self._penalty("g", step.gan.generator)}
+        return {"historical_averaging": self._penalty("g", step.gan.generator) / step.judges}
 
-    def after_d_step(self, gan: GANModule) -> None:
+    def after_d_step(self, gan: TrickHost) -> None:
         if self.networks != "g":
             self._record("d", gan.discriminator)
 
-    def after_g_step(self, gan: GANModule) -> None:
+    def after_g_step(self, gan: TrickHost) -> None:
         if self.networks != "d":
             self._record("g", gan.generator)

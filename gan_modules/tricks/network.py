@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from gan_modules.tricks.base import Trick
-
-if TYPE_CHECKING:
-    from gan_modules.base import GANModule
+from gan_modules.tricks.base import Trick, TrickHost
 
 
 class SpectralNorm(Trick):
@@ -22,7 +17,7 @@ class SpectralNorm(Trick):
     variant's D; DCGAN also has the same as ``d_spectral_norm: true``.
     """
 
-    def setup(self, gan: GANModule) -> None:
+    def setup(self, gan: TrickHost) -> None:
         super().setup(gan)
         wrapped = 0
         for module in gan.discriminator.modules():
@@ -48,7 +43,7 @@ class PacGAN(Trick):
             raise ValueError(f"PacGAN: m must be >= 2 (samples per packed input), got {m}")
         self.m = m
 
-    def setup(self, gan: GANModule) -> None:
+    def setup(self, gan: TrickHost) -> None:
         super().setup(gan)
         if getattr(gan, "conditional", False):
             raise ValueError(f"PacGAN packs unconditional samples; {type(gan).__name__} judges image pairs")
@@ -71,7 +66,7 @@ class PacGAN(Trick):
                 return
         raise ValueError(f"PacGAN found no conv or linear input layer in {type(gan.discriminator).__name__}")
 
-    def d_input(self, images: Tensor, gan: GANModule) -> Tensor:
+    def d_input(self, images: Tensor, gan: TrickHost) -> Tensor:
         n = images.shape[0] - images.shape[0] % self.m
         if n == 0:
             raise ValueError(f"PacGAN(m={self.m}) needs batches of at least {self.m} images, got {images.shape[0]}")

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from gan_modules.tricks.base import Trick
-
-if TYPE_CHECKING:
-    from gan_modules.base import GANModule
+from gan_modules.tricks.base import Trick, TrickHost
 
 
 class TopK(Trick):
@@ -44,14 +40,14 @@ class TopK(Trick):
         return max(1, math.ceil(batch * self.fraction(epochs)))
 
     @staticmethod
-    def epochs(gan: GANModule) -> float:
+    def epochs(gan: TrickHost) -> float:
         """Epochs trained so far, from G's update count and the trainer's batches per epoch."""
         batches = getattr(gan._trainer, "num_training_batches", None)
         if not batches or math.isinf(batches):  # no trainer, or an iterable without a length
             return float(gan.current_epoch)
         return gan.g_updates * gan.n_critic / batches
 
-    def g_logits(self, logits: Tensor, gan: GANModule) -> Tensor:
+    def g_logits(self, logits: Tensor, gan: TrickHost) -> Tensor:
         k = self.k(logits.shape[0], self.epochs(gan))
         if k >= logits.shape[0]:
             return logits
