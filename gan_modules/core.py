@@ -11,6 +11,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from gan_modules.validation import ImageMetrics
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or inf; training stops before the bad update is applied."""
@@ -32,7 +34,8 @@ class ImageModule(pl.LightningModule):
     """Base of every image model: layout, the finite-loss check, class path and RNG state in checkpoints, samples.
 
     A subclass builds its networks, then calls ``choose_memory_format(channels_last)``; it implements
-    ``sample_grid()`` (images in [-1, 1] for the per-epoch grid; ``sample_grid_nrow`` images per row).
+    ``sample_grid()`` (images in [-1, 1] for the per-epoch grid; ``sample_grid_nrow`` images per row) and, to
+    be scored during fit, ``validation_metrics()`` or ``validation_inputs``/``validation_fakes``.
     ``best_metric`` names what ``checkpoints/best.ckpt`` keeps the best of.
     """
 
@@ -80,6 +83,56 @@ class ImageModule(pl.LightningModule):
     def sample_grid(self) -> Tensor:
         """Images [N, C, H, W] in [-1, 1] for the per-epoch sample grid."""
         raise NotImplementedError(f"{type(self).__name__} does not draw a sample grid")
+
+    # ------------------------------------------------------------------ validation metrics (gan_modules.validation)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Lightning's hook: the model brings its validation metrics to any Trainer, through the CLI or not."""
+        metrics = self.validation_metrics()
+        return [metrics] if metrics is not None else []
+
+    def validation_metrics(self) -> pl.Callback | None:
+        """The callback that scores this model during fit: by default FID/KID/PRDC (``ImageMetrics``) at a positive
+        ``val_num_samples`` hyperparameter, the fakes made by ``validation_inputs`` and ``validation_fakes``."""
+        hp = self.hparams
+        if not hp.get("val_num_samples", 0):
+            return None
+        # One past the sample grid's seed: a fixed set of validation inputs of its own.
+        return ImageMetrics(hp.val_num_samples, precision=hp.get("val_precision", "32"), seed=hp.sample_seed + 1)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Nothing here: the validation batches pace ``ImageMetrics``, which makes one fake per real image shown.
+        A model with validation of its own (the detector, the face swap) overrides it."""
+
+    def validation_inputs(self, reference: Tensor, seed: int) -> Tensor:
+        """One generator input per reference image (uint8 [N, C, H, W]) for ``val/*``, drawn with ``seed``."""
+        raise ValueError(f"{type(self).__name__} cannot make validation samples; set model.val_num_samples to 0")
+
+    def validation_fakes(self, inputs: Tensor) -> Tensor:
+        """A batch of ``validation_inputs`` -> images [N, C, H, W] in [-1, 1], from the sampling network."""
+        raise ValueError(f"{type(self).__name__} cannot make validation samples; set model.val_num_samples to 0")
+
+    # ------------------------------------------------------------------ questions every model answers
+
+    def fake_probability(self, images: Tensor) -> Tensor:
+        """Images (uint8, or float in [-1, 1]) [N, C, H, W] -> probability [N] that each is generated.
+
+        ``detect.py`` asks this and nothing else: the detector answers with its classifier, a GAN with its
+        discriminator, Pix2Pix with its conditional one. A model that cannot judge says so here.
+        """
+        raise ValueError(
+            f"{type(self).__name__} cannot tell real from generated images; pass a FakeDetector or a GAN checkpoint"
+        )
+
+    @property
+    def fake_threshold(self) -> float:
+        """The probability from which ``detect.py`` calls an image fake (the detector's validation-chosen one)."""
+        return 0.5
+
+    @property
+    def fake_judge(self) -> str:
+        """Who answers ``fake_probability``, for the commands' reports."""
+        return type(self).__name__
 
     def progress_note(self) -> str:
         """Where training stands, for error messages; GANs add their D and G update counts."""

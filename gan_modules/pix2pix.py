@@ -9,7 +9,7 @@ inpainting; the discriminator is conditional and sees (input, image) stacked on 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from gan_modules.layers import UNetDown, UNetUp, init_dcgan_weights
 
 InputTransform = Literal["colorize", "super_resolution", "inpaint", "noise"]
 MAX_UNET_DOWNS = 7  # seed 000: seven encoder blocks take 256x256 to a 2x2 bottleneck
+NO_LATENT_SPACE = "Pix2PixGAN translates images and has no latent space: call translate(inputs)"
 
 
 def unet_num_downs(image_size: int) -> int:
@@ -144,12 +145,13 @@ class Pix2PixGAN(GANModule):
     - ``noise``: seed 000's mode, kept for comparison: x ~ N(0, I) independent of y, so the L1 term
       pulls every output towards the mean image; it cannot learn a mapping.
 
-    ``translate(inputs)`` is the inference API; ``generate(z)`` is the same call, with z being the
-    generator's input images rather than latents (there is no latent space: ``fixed_z`` is unused).
+    ``translate(inputs)`` is the inference API; there is no latent space, so ``generate(z)`` and
+    ``sample_batches`` raise (``fixed_z`` is unused).
     The per-epoch grid shows rows of input | output | target for the first training batch's first
     ``num_samples`` images, kept in the ``fixed_real`` buffer (and so in checkpoints).
     ``detect(images)`` uses the discriminator as a fake-image detector, as seed 000 intends.
-    The base module's ``val/fid`` samples latents, so it is off here (``val_num_samples`` must be 0).
+    ``val/*`` (``val_num_samples`` > 0) compares the reference images with their translations
+    ``translate(transform(reference))``: a conditional FID of how well outputs match the real images.
     """
 
     sample_grid_nrow = 3  # input | output | target
@@ -180,12 +182,6 @@ class Pix2PixGAN(GANModule):
             raise ValueError(f"model.sr_factor must be >= 2 and divide image_size {image_size}, got {sr_factor}")
         if not 0.0 < inpaint_size < 1.0:
             raise ValueError(f"model.inpaint_size must be in (0, 1), got {inpaint_size}")
-        if val_num_samples != 0:
-            # The base module's val/fid generates from latents; a conditional FID (fakes translated
-            # from the validation inputs) is not implemented yet.
-            raise ValueError(
-                f"Pix2PixGAN has no latent space for val/fid: set model.val_num_samples 0, got {val_num_samples}"
-            )
         kwargs.pop("latent_dim", None)  # the base's hyperparameters (hence checkpoints) record its 1
         if lambda_l1 < 0:
             raise ValueError(f"model.lambda_l1 must be >= 0, got {lambda_l1}")
@@ -262,10 +258,20 @@ class Pix2PixGAN(GANModule):
         """Generator inputs [N, C, H, W] (see ``transform``) -> outputs [N, C, H, W] in [-1, 1], eval mode."""
         return super().generate(inputs)
 
-    @torch.no_grad()
-    def generate(self, z: Tensor) -> Tensor:
-        """Same as ``translate``: z is the generator's input images, not a latent."""
-        return self.translate(z)
+    def generate(self, z: Tensor) -> NoReturn:
+        raise ValueError(NO_LATENT_SPACE)
+
+    def sample_batches(self, num_samples: int, batch_size: int = 256, seed: int = 0) -> NoReturn:
+        raise ValueError(NO_LATENT_SPACE)
+
+    def validation_inputs(self, reference: Tensor, seed: int) -> Tensor:
+        """The reference images themselves: each fake is the translation of its own real image's input."""
+        return reference
+
+    def validation_fakes(self, inputs: Tensor) -> Tensor:
+        """uint8 reference images -> their translations of ``transform`` (centred holes, seeded noise)."""
+        real = self.images_in(inputs.to(self.device)).float()
+        return self.translate(self.transform(real, seed=self.hparams.sample_seed))
 
     @torch.no_grad()
     def detect(self, images: Tensor) -> Tensor:
@@ -281,6 +287,10 @@ class Pix2PixGAN(GANModule):
             return self.discriminator.detect(self.transform(images, seed=self.hparams.sample_seed), images)
         finally:
             self.discriminator.train(was_training)
+
+    def fake_probability(self, images: Tensor) -> Tensor:
+        """``detect`` on uint8 or [-1, 1] images: the conditional discriminator, not the base's unconditional call."""
+        return self.detect(self.images_in(images).float())
 
     def set_fixed_images(self, images: Tensor) -> None:
         """Uses ``images`` [N, C, H, W] in [-1, 1] (the first ``num_samples``) for the sample grid."""

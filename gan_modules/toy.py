@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import torch
-from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
 from gan_modules.layers import SequentialDiscriminator, minibatch_layer
+from gan_modules.validation import PointMetrics
 
 
 def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False) -> list[nn.Module]:
@@ -18,17 +16,6 @@ def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False)
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), *([nn.BatchNorm1d(b)] if batch_norm else []), activation()]
     return layers
-
-
-def plot_epoch_scatter(points: Tensor, mixture: str, score: dict[str, float], path: Path, epoch: int) -> None:
-    """The scatter of ``points`` over the mixture's modes at ``path`` (written atomically), titled with ``score``."""
-    from datamodules.toy import MIXTURES, mixture_means
-    from gan_modules.plots import plot_points
-
-    title = (f"epoch {epoch + 1}: {score['modes']:.0f}/{score['num_modes']:.0f} modes, "
-             f"{100 * score['high_quality']:.1f}% high quality")  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plot_points(points, mixture_means(mixture), path, title, MIXTURES[mixture])
 
 
 class ToyGenerator(nn.Module):
@@ -67,18 +54,18 @@ class ToyGAN(GANModule):
     3 sigma of a mode from 15% to 76-84% at the same 2,000 steps (one seed each, benchmarks/bench_tricks.py).
 
     Points are not images: ``generate`` returns them unclamped, FID is off (``val_num_samples: 0``), and
-    PacGAN's scores replace it: after every epoch trained on a ``datamodules.ToyMixtureDataModule``, 2,500
-    samples from fixed latents give ``val/modes`` and ``val/high_quality`` (``checkpoints/best.ckpt`` keeps
-    the best high-quality share) and ``<run>/samples/scatter_XXXX.png`` (also to W&B as ``samples``).
+    PacGAN's scores replace it (``validation_metrics``: ``gan_modules.validation.PointMetrics``): after every
+    epoch trained on a ``datamodules.ToyMixtureDataModule``, 2,500 samples from fixed latents give ``val/modes``
+    and ``val/high_quality`` (``checkpoints/best.ckpt`` keeps the best high-quality share) and
+    ``<run>/samples/scatter_XXXX.png`` (also to W&B as ``samples``).
     ``python train.py --config configs/toy_mixture.yaml --data.mixture grid`` trains it.
     """
 
     cpu_bf16_pays = False
     clamp_output = False  # points, not images: the grid spans -4..4
     takes_points = True  # the CLI lets it train on a datamodule with gives_points
-    draws_sample_grid = False  # a scatter plot per epoch instead (on_train_epoch_end)
+    draws_sample_grid = False  # a scatter plot per epoch instead (PointMetrics)
     best_metric = ("val/high_quality", "max")
-    num_scored = 2500  # PacGAN's protocol
 
     def __init__(
         self,
@@ -125,19 +112,6 @@ class ToyGAN(GANModule):
             **kwargs,
         )
 
-    def on_train_epoch_end(self) -> None:
-        from datamodules.toy import mode_coverage
-
-        mixture = getattr(self.trainer.datamodule, "mixture", None)
-        if mixture is None:  # trained on some other point set: nothing to score against
-            return
-        seed = self.hparams.sample_seed + 1
-        points = torch.cat(list(self.sample_batches(self.num_scored, self.num_scored, seed=seed)))
-        score = mode_coverage(points, mixture)
-        if self.trainer.is_global_zero:
-            path = Path(self.trainer.default_root_dir) / "samples" / f"scatter_{self.current_epoch:04d}.png"
-            plot_epoch_scatter(points, mixture, score, path, self.current_epoch)
-            for logger in self.trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.log_image(key="samples", images=[str(path)], step=self.global_step)
-        self.log_dict({"val/modes": score["modes"], "val/high_quality": score["high_quality"]})
+    def validation_metrics(self) -> PointMetrics:
+        # One past the sample grid's seed, as the image models' validation latents.
+        return PointMetrics(num_samples=2500, seed=self.hparams.sample_seed + 1)  # 2,500: PacGAN's protocol

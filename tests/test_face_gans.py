@@ -224,7 +224,7 @@ def test_noise_input_ignores_the_image():
         (dict(sr_factor=3), "sr_factor"),
         (dict(inpaint_size=1.5), "inpaint_size"),
         (dict(lambda_l1=-1.0), "lambda_l1"),
-        (dict(val_num_samples=100), "val_num_samples"),
+        (dict(val_num_samples=-1), "val_num_samples"),
     ],
 )
 def test_pix2pix_rejects_bad_arguments(kwargs, message):
@@ -277,10 +277,13 @@ def test_pix2pix_checkpoint_reload_gives_identical_sample_grid(trained_pix2pix):
     torch.testing.assert_close(restored.sample_grid(), model.sample_grid(), rtol=0, atol=0)
 
 
-def test_pix2pix_generate_is_translate_and_detect_gives_probabilities(trained_pix2pix):
+def test_pix2pix_has_no_latent_sampling_and_detect_gives_probabilities(trained_pix2pix):
     model, _, _ = trained_pix2pix
     inputs = model.transform(model.fixed_real)
-    assert torch.equal(model.generate(inputs), model.translate(inputs))
+    for sample in (lambda: model.generate(inputs), lambda: model.sample_batches(4)):
+        with pytest.raises(ValueError, match=r"no latent space: call translate\(inputs\)"):
+            sample()
+    assert model.translate(inputs).shape == inputs.shape
     p_fake = model.detect(model.fixed_real)
     assert p_fake.shape == (4,) and ((p_fake >= 0) & (p_fake <= 1)).all()
     assert model.discriminator.training  # detect restores the mode it found

@@ -14,7 +14,7 @@ from conftest import TinyFeatures
 from test_cli import CSV_ONLY, fit, run_dirs
 
 import gan_modules.metrics as metrics
-from gan_modules.evaluate import main as evaluate_main
+from gan_modules.commands.evaluate import main as evaluate_main
 from gan_modules.metrics import (
     GANMetrics,
     PassThrough,

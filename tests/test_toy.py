@@ -10,9 +10,10 @@ import torch
 from helpers import make_trainer
 
 from benchmarks import bench_tricks, machine
-from datamodules.toy import MIXTURES, ToyMixtureDataModule, mixture_means, mode_coverage, sample_mixture
+from datamodules.toy import MIXTURES, ToyMixtureDataModule, mixture_means, sample_mixture
 from gan_modules.base import lr_factor
 from gan_modules.cli import cli_main
+from gan_modules.metrics.modes import mode_coverage
 from gan_modules.toy import ToyGAN
 from gan_modules.tricks import PacGAN
 
