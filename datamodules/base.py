@@ -74,6 +74,20 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
 
+    def check_data(self) -> None:
+        """Raises now the ``FileNotFoundError`` or ``ValueError`` that ``prepare_data`` or ``setup`` would raise
+        later, where that is cheap to know: files are listed, never decoded or downloaded.
+
+        ``train.py`` calls it before it creates the run folder, so a run whose data is missing stops with the
+        datamodule's own message (the expected layout, where to get the data) and leaves nothing behind.
+        A datamodule that needs no files has nothing to check.
+        """
+
+    def split_sizes(self) -> tuple[int, int | None] | None:
+        """(training images, held-out images or None) as far as they are known without loading the images
+        (image files listed: at most that many decode), or None when only ``setup`` can tell."""
+        return None
+
     @property
     def image_size(self) -> int:
         raise NotImplementedError

@@ -187,6 +187,13 @@ class ImageFolderDataModule(ImageDataModule):
                 )
         return self._found
 
+    def check_data(self) -> None:
+        self._discover()  # the layout, the partition file and one training image at least: listed, not decoded
+
+    def split_sizes(self) -> tuple[int, int | None]:
+        found = self._discover()
+        return len(found.train), len(found.val) or None
+
     def _spec(self, split: str, found: FoundImages) -> CacheSpec:
         return CacheSpec(
             cache_dir=self.cache_root,

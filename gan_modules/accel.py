@@ -7,7 +7,9 @@ What is fastest depends on the machine, so each choice here is stated where it i
   AMD EPYC (Zen 4) with AVX512-BF16 1.35x (benchmarks/results/throughput.md); an Intel Xeon with
   AVX512-BF16 but no AMX 13% *slower*. Without bf16 instructions autocast emulates bf16 and only loses.
 - ``CompiledWithFallback``: ``torch.compile`` for a fixed-shape inference function, falling back to
-  eager with one clear line when the compiler is missing or fails.
+  eager with one clear line when the compiler is missing or fails. On a host with a CUDA toolkit but no GPU,
+  compiling for the CPU imports ``torch.utils.cpp_extension``, which warns "No CUDA runtime is found" on
+  import; that one line says nothing about a CPU compile and is dropped (``quiet_cuda_probe``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,27 @@ def compile_enabled(requested: bool | None = None) -> bool:
     return os.environ.get(COMPILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+CUDA_PROBE_LOGGER = "torch.utils.cpp_extension"
+CUDA_PROBE_MESSAGE = "No CUDA runtime is found"
+
+
+class _DropCudaProbe(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(CUDA_PROBE_MESSAGE)
+
+
+def quiet_cuda_probe() -> None:
+    """Drops cpp_extension's import-time "No CUDA runtime is found, using CUDA_HOME=..." (that line only).
+
+    Inductor imports ``torch.utils.cpp_extension`` to build CPU kernels; on import it looks for a CUDA toolkit
+    (``nvcc`` on the PATH) and warns when there is one but no GPU. The warning concerns CUDA extensions,
+    which a CPU compile never builds. Call before the first compilation: the warning fires once, on import.
+    """
+    probe_log = logging.getLogger(CUDA_PROBE_LOGGER)
+    if not any(isinstance(f, _DropCudaProbe) for f in probe_log.filters):
+        probe_log.addFilter(_DropCudaProbe())
+
+
 class CompiledWithFallback:
     """Calls ``torch.compile(fn)`` when it works and ``fn`` itself when it does not.
 
@@ -87,6 +110,7 @@ class CompiledWithFallback:
         self.compiled: Callable | None = None
         self.fallback_reason: str | None = None
         if enabled:
+            quiet_cuda_probe()
             try:
                 self.compiled = torch.compile(fn, dynamic=False)
             except Exception as err:  # noqa: BLE001 - any failure means "run eager", stated once

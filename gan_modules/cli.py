@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -25,115 +23,27 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from gan_modules.accel import cpu_bf16_is_fast, cpu_summary
-from gan_modules.callbacks import DiscriminatorHistogram, SampleGrid, TrainingPlot
-from gan_modules.checkpoints import (
-    UnsafeCheckpointError,
-    checkpoint_class_path,
-    gan_class,
-    import_class,
-    read_checkpoint,
-    shape_mismatches,
+from gan_modules.callbacks import BestCheckpoint, DiscriminatorHistogram, LastCheckpoint, SampleGrid, TrainingPlot
+from gan_modules.checkpoints import checkpoint_class_path, read_checkpoint, shape_mismatches
+from gan_modules.cli_checks import (
+    ConstructorErrors,
+    import_config_class,
+    plain,
+    refuse_points_for_image_models,
+    refuse_stacked_trick_lists,
+    same_class,
 )
 from gan_modules.core import ImageModule
+from gan_modules.runs import (
+    create_run_dir,
+    default_run_name,
+    external_launch,  # noqa: F401 - also importable from here, as before
+    plan_run_dir,
+)
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-RUN_DIR_ENV = "GAN_MODULES_RUN_DIR"  # handed from rank 0 to the DDP worker processes it launches
 CSV_LOGGER = "gan_modules.loggers.CSVLogger"
 WANDB_LOGGER = "gan_modules.loggers.AutoWandbLogger"
-
-
-def _is_worker_process() -> bool:
-    """True in the processes Lightning's DDP launcher starts (they inherit rank 0's run folder)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
-
-
-def external_launch() -> tuple[str, int] | None:
-    """(job id, global rank) when an outside launcher started several processes of this command.
-
-    SLURM (``srun``, one task per GPU) and ``torchrun`` start every rank themselves, so the ranks cannot
-    hand each other a run folder the way Lightning's own launcher does (``GAN_MODULES_RUN_DIR``); they all
-    derive it from the launcher's job id instead. Returns None for single-process and Lightning-launched runs.
-    """
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
-        step = os.environ.get("SLURM_STEP_ID", "0")
-        return f"slurm-{os.environ['SLURM_JOB_ID']}-{step}", int(os.environ.get("SLURM_PROCID", "0"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
-        run_id = os.environ["TORCHELASTIC_RUN_ID"]
-        if run_id in ("", "none"):
-            raise ValueError(
-                "torchrun was started without a run id, so the ranks cannot agree on one run folder: "
-                "add --rdzv_id <unique name> (or use torchrun --standalone for one machine)"
-            )
-        return f"torchrun-{run_id[:12]}", int(os.environ.get("RANK", "0"))
-    return None
-
-
-def make_run_dir(root: str | Path, run_name: str) -> Path:
-    """Creates and returns a new, unique run folder under ``root/run_name``; never reuses one."""
-    for _ in range(1000):
-        candidate = next_run_dir(root, run_name)
-        try:
-            candidate.mkdir(parents=True)  # atomic: fails if another run took the name first
-            return candidate
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a new run folder under {Path(root).expanduser() / run_name}")
-
-
-def next_run_dir(root: str | Path, run_name: str) -> Path:
-    """The path a new run folder under ``root/run_name`` would get now (not created)."""
-    parent = Path(root).expanduser() / run_name
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for attempt in range(1000):
-        candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
-        if not candidate.exists():
-            return candidate
-    raise RuntimeError(f"could not find a free run folder name under {parent}")
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """``checkpoints/last.ckpt`` after every training epoch, the file ``--ckpt_path`` resumes from."""
-
-    def __init__(self, dirpath: str | None = None) -> None:
-        # save_on_train_epoch_end: Lightning otherwise saves after validation only, so with
-        # check_val_every_n_epoch > 1 last.ckpt would lag up to that many epochs behind.
-        super().__init__(
-            dirpath=dirpath,
-            filename="last",
-            save_top_k=1,
-            every_n_epochs=1,
-            save_on_train_epoch_end=True,
-            enable_version_counter=False,
-        )
-
-    @property
-    def state_key(self) -> str:  # distinct from the periodic ModelCheckpoint's key in checkpoints
-        return "LastCheckpoint"
-
-
-class BestCheckpoint(ModelCheckpoint):
-    """``checkpoints/best.ckpt``: the checkpoint with the lowest ``val/fid`` so far, kept beside ``last.ckpt``.
-
-    Saves nothing while ``val/fid`` is not logged (``model.val_num_samples: 0``, or a datamodule without
-    validation) instead of failing the run.
-    """
-
-    def __init__(self, dirpath: str | None = None, monitor: str = "val/fid", mode: str = "min") -> None:
-        super().__init__(
-            dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False
-        )
-
-    @property
-    def state_key(self) -> str:
-        return "BestCheckpoint"
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if self.monitor in trainer.callback_metrics:
-            super().on_validation_end(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self.monitor in trainer.callback_metrics:
-            super().on_train_epoch_end(trainer, pl_module)
 
 
 class GANSaveConfigCallback(SaveConfigCallback):
@@ -209,7 +119,7 @@ class GANCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.subcommand_config
-        _refuse_stacked_trick_lists(config)
+        refuse_stacked_trick_lists(config)
         self.root_dir = config.trainer.default_root_dir or "runs"
         run_dir = self._run_dir(config)
         config.trainer.default_root_dir = str(run_dir)
@@ -219,9 +129,12 @@ class GANCLI(LightningCLI):
         config.best_checkpoint.dirpath = str(run_dir / "checkpoints")
         if config.trainer.enable_progress_bar is not False:
             config.trainer.callbacks = self._with_progress_bar(config.trainer.callbacks)
-        model_class = _import_class(str(getattr(config.model, "class_path", "")))
+        elif config.trainer.callbacks:
+            # A run's saved config.yaml lists the bar this CLI added; Lightning refuses one beside a disabled bar.
+            config.trainer.callbacks = [c for c in config.trainer.callbacks if not _is_progress_bar(c)]
+        model_class = import_config_class(str(getattr(config.model, "class_path", "")))
         self._best_metric_of_model(config, model_class)
-        _refuse_points_for_image_models(config, model_class)
+        refuse_points_for_image_models(config, model_class)
         if config.trainer.precision is None:
             config.trainer.precision = self._default_precision(config.trainer.accelerator, model_class)
         if config.trainer.strategy == "ddp":
@@ -234,53 +147,45 @@ class GANCLI(LightningCLI):
             config.weights_only = True  # --ckpt_path is unpickled as tensors and plain values only
         self.run_dir = run_dir
 
+    def _add_instantiators(self) -> None:
+        super()._add_instantiators()  # Lightning's: the model and the datamodule keep their hyper-parameters
+        self.constructor_errors = ConstructorErrors()
+        self.constructor_errors.install(self.parser)
+
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # A constructor's own message ("data.batch_size must be a positive integer, got 0"), not
+            # jsonargparse's report of it inside a dump of the whole namespace.
+            cause = getattr(self, "constructor_errors", None) and self.constructor_errors.cause_of(err)
+            if cause is None:
+                raise
+            raise cause from None
+        if hasattr(self.datamodule, "open_generator") and self.datamodule.open_generator is None:
+            # The data layer does not load models: the real/fake datamodule gets its checkpoint opener from here.
+            from gan_modules.commands.common import open_generator
+
+            self.datamodule.open_generator = open_generator
         self._check_resume()
-        self._create_run_dir()
+        # What prepare_data/setup would find missing (a dataset folder, a detector's fakes), said before the
+        # run folder exists: a run that cannot start leaves nothing behind.
+        if callable(check_data := getattr(self.datamodule, "check_data", None)):
+            check_data()
+        create_run_dir(self._pending_run_dir)
         # The trainer writes into the run folder; the saved config.yaml keeps the root, so that
         # re-running it (--config <run>/config.yaml) makes a sibling run, not one nested inside.
         self.subcommand_config.trainer.default_root_dir = str(self.root_dir)
 
     def _run_dir(self, config: Namespace) -> Path:
-        """The run folder's path. Rank 0 creates it only after the classes are built and checked
-        (``_create_run_dir``), so a config or checkpoint error leaves nothing behind."""
-        self._pending_run_dir = None
-        if _is_worker_process() and os.environ.get(RUN_DIR_ENV):
-            return Path(os.environ[RUN_DIR_ENV])
+        """The run folder's path. Rank 0 creates it only after the classes, the checkpoint and the data are
+        checked (``instantiate_classes``), so an error in any of them leaves nothing behind."""
+        configs = [Path(str(c)) for c in config.get("config") or []]
         run_name = config.run_name
         if run_name is None:
-            configs = [Path(str(c)) for c in config.get("config") or []]
-            run_name = configs[0].stem if configs else type_name(config.model).lower()
-            if configs and configs[0].name == "config.yaml" and (configs[0].parent / "checkpoints").is_dir():
-                run_name = configs[0].parent.parent.name  # a run's own saved config: keep its run name
-        launch = external_launch()
-        if launch is not None:
-            job, rank = launch
-            run_dir = Path(self.root_dir).expanduser() / run_name / job
-            if rank == 0:  # the others only read the name: rank 0 alone writes the run folder
-                if run_dir.exists():
-                    raise ValueError(
-                        f"run folder {run_dir} already exists: this launcher job id was used before. "
-                        "Start a new job (or pass another torchrun --rdzv_id), or set --run_name"
-                    )
-                self._pending_run_dir = run_dir
-            return run_dir
-        run_dir = next_run_dir(self.root_dir, run_name)
-        self._pending_run_dir = run_dir
-        os.environ[RUN_DIR_ENV] = str(run_dir)
+            run_name = default_run_name(configs, type_name(config.model))
+        run_dir, self._pending_run_dir = plan_run_dir(self.root_dir, run_name)
         return run_dir
-
-    def _create_run_dir(self) -> None:
-        if self._pending_run_dir is None:
-            return
-        try:
-            self._pending_run_dir.mkdir(parents=True)  # exclusive: never shares a folder with another run
-        except FileExistsError:
-            raise ValueError(
-                f"run folder {self._pending_run_dir} was created by another run started in the same second; "
-                "run the command again (or set --run_name)"
-            ) from None
 
     # ------------------------------------------------------------------ --ckpt_path: checked, not obeyed
 
@@ -305,7 +210,7 @@ class GANCLI(LightningCLI):
         path = Path(str(ckpt_path)).expanduser()
         checkpoint = read_checkpoint(path)
         saved, configured = checkpoint_class_path(checkpoint), str(config.model.class_path)
-        if saved is not None and not _same_class(saved, configured):
+        if saved is not None and not same_class(saved, configured):
             raise ValueError(
                 f"--ckpt_path {path} holds a {saved}, but the config trains a {configured}; resume a run with "
                 "its own config (--config <run>/config.yaml) or start this config without --ckpt_path"
@@ -321,7 +226,7 @@ class GANCLI(LightningCLI):
         differing = {
             k: (v, saved[k])
             for k, v in self.model.hparams.items()
-            if k in saved and not k.startswith("_") and _plain(v) != _plain(saved[k])
+            if k in saved and not k.startswith("_") and plain(v) != plain(saved[k])
         }
         diff = ", ".join(f"{k} {v!r} (checkpoint: {old!r})" for k, (v, old) in sorted(differing.items()))
         problems = shape_mismatches(self.model.state_dict(), checkpoint["state_dict"])
@@ -349,16 +254,21 @@ class GANCLI(LightningCLI):
         """On a CPU, bf16-mixed where bf16 autocast is measured faster, else 32-true; stated in one line.
 
         bf16 needs both a CPU that is fast at it (``cpu_bf16_is_fast``) and a model that opts in
-        (``ImageModule.cpu_bf16_pays``; the fake-image detector and the 2-D toy GAN keep fp32).
-        Elsewhere Lightning's default (32-true) stands;
-        the ``configs/trainer/`` overlays force a choice.
+        (``ImageModule.cpu_bf16_pays``); the fake-image detector and the 2-D toy GAN keep fp32, and their line
+        offers no bf16 overlay. Elsewhere Lightning's default (32-true) stands; the ``configs/trainer/`` overlays
+        force a choice.
         """
         on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
         if not on_cpu:
             return "32-true"
+        if model_class is not None and not getattr(model_class, "cpu_bf16_pays", True):
+            # No bf16 overlay offered: bf16 does not pay for these models (the detector even computes in fp32).
+            rank_zero_info(
+                f"precision: 32-true on this CPU ({model_class.__name__} keeps fp32 on a CPU: cpu_bf16_pays "
+                f"is False; {cpu_summary()})."
+            )
+            return "32-true"
         fast, reason = cpu_bf16_is_fast()
-        if fast and model_class is not None and not getattr(model_class, "cpu_bf16_pays", True):
-            fast, reason = False, f"{reason}, but {model_class.__name__} keeps fp32 on a CPU (cpu_bf16_pays)"
         precision = "bf16-mixed" if fast else "32-true"
         other = "cpu_fp32" if fast else "cpu_bf16"
         rank_zero_info(
@@ -375,7 +285,7 @@ class GANCLI(LightningCLI):
         and its metrics after every batch, about 2 ms: 8% of a vanilla-GAN step on a CPU.
         """
         callbacks = list(callbacks or [])
-        if any("ProgressBar" in str(getattr(c, "class_path", type(c).__name__)) for c in callbacks):
+        if any(_is_progress_bar(c) for c in callbacks):
             return callbacks
         if importlib.util.find_spec("rich") is not None:
             bar = "gan_modules.callbacks.RichProgressBar"  # redraws 20 times a second, updated as often
@@ -401,75 +311,6 @@ class GANCLI(LightningCLI):
                 init_args.name, init_args.version = "", ""
             spec.init_args = init_args
         return loggers
-
-
-def _import_class(class_path: str) -> type | None:
-    """The config's model class (the user's own config: trusted), or None when jsonargparse will complain."""
-    try:
-        return import_class(class_path)
-    except (ImportError, AttributeError, ValueError):
-        return None
-
-
-def _refuse_points_for_image_models(config: Namespace, model_class: type | None) -> None:
-    """An image model given a datamodule of 2-D points (``gives_points``) stops here, in one line."""
-    data_class = _import_class(str(getattr(config.data, "class_path", "")))
-    if model_class is None or data_class is None:
-        return
-    if getattr(data_class, "gives_points", False) and not getattr(model_class, "takes_points", False):
-        raise ValueError(
-            f"{model_class.__name__} trains on images, but {data_class.__name__} gives 2-D points; use an image "
-            "datamodule (e.g. datamodules.MNISTDataModule) or model gan_modules.toy.ToyGAN (configs/toy_mixture.yaml)"
-        )
-
-
-def _refuse_stacked_trick_lists(config: Namespace) -> None:
-    """Stops when a --config file *replaces* a ``model.tricks`` list that an earlier file set.
-
-    Lists are replaced, not merged, across config files (jsonargparse issues #455, #557), so a later
-    ``tricks:`` would silently drop the earlier file's tricks. Overlays append with ``tricks+:`` (as every file
-    in ``configs/tricks/`` does), which jsonargparse adds to the list built so far.
-    """
-    earlier: list[str] = []
-    for path in config.get("config") or []:
-        try:
-            loaded = yaml.safe_load(Path(str(path)).read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            continue  # jsonargparse has already read (or reported) the file itself
-        model = loaded.get("model") if isinstance(loaded, dict) else None
-        init_args = model.get("init_args", model) if isinstance(model, dict) else None
-        if not isinstance(init_args, dict):
-            continue
-        if init_args.get("tricks") and earlier:
-            raise ValueError(
-                f"{path} sets model.tricks, which replaces the tricks of {' and '.join(earlier)} instead of adding "
-                "to them. Append in the later file with 'tricks+:' (as configs/tricks/*.yaml do), or on the command "
-                "line: --model.tricks+=gan_modules.tricks.DiffAugment. To change a setting of the last trick listed "
-                "so far, pass it on the command line (--model.tricks.gamma 0.1); to replace the list, put the whole "
-                "list in one config file (a copy of the earlier one)"
-            )
-        if init_args.get("tricks") or init_args.get("tricks+"):
-            earlier.append(str(path))
-
-
-def _same_class(saved: str, configured: str) -> bool:
-    """Whether two class paths name one class (``gan_modules.VanillaGAN`` is ``gan_modules.vanilla.VanillaGAN``).
-
-    The checkpoint's path is resolved under the safe-loading rules: it never makes this import a module.
-    """
-    try:
-        return gan_class(saved, base=object) is _import_class(configured)
-    except UnsafeCheckpointError:
-        return False
-
-
-def _plain(value):
-    """Hyper-parameter values compared as YAML would write them (tuples as lists)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def type_name(model_config: Namespace) -> str:
@@ -526,3 +367,8 @@ def finish_wandb_runs(trainer) -> None:
     for logger in getattr(trainer, "loggers", []):
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger._experiment.finish()
+
+
+def _is_progress_bar(callback) -> bool:
+    """Whether a callback (a config spec or an instance) is a progress bar."""
+    return "ProgressBar" in str(getattr(callback, "class_path", type(callback).__name__))

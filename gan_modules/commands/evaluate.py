@@ -2,7 +2,8 @@
 
 ``--num_samples`` images (default 10,000) come from the checkpoint's sampling generator (the EMA one when
 there is one) and are compared with the first ``--num_samples`` images of the dataset's reference split
-(the held-out split when the datamodule has one, e.g. MNIST's 10k test set; else the training split). The
+(the held-out split when the datamodule has one, e.g. MNIST's 10k test set; else the training split); a
+split with fewer images is used whole, and the command says so before it starts. The
 reference features are cached (see ``gan_modules.metrics.reference``), so a second evaluation only
 generates and embeds the fakes. Prints a table and writes a JSON file (default: beside the checkpoint,
 ``<checkpoint stem>_metrics_n<N>.json``). FID depends on N: compare numbers only at equal N.
@@ -22,8 +23,8 @@ import yaml
 
 from datamodules.base import ImageDataModule
 from gan_modules import metrics as gan_metrics
-from gan_modules.base import resolve_device
-from gan_modules.checkpoints import load_gan
+from gan_modules.commands.common import load_gan
+from gan_modules.io import atomic_text, resolve_device
 from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.reference import reference_features
 
@@ -80,6 +81,8 @@ def evaluate(
     datamodule.prepare_data()
     datamodule.setup("validate")
     split, dataset = datamodule.reference_split()
+    if (note := sample_count_note(num_samples, split, len(dataset))) is not None:
+        print(note, file=sys.stderr, flush=True)  # before the long part: generating and embedding
     network = gan_metrics.feature_network(precision=feature_precision, num_images=num_samples).to(dev)
     checksum = network.checksum
 
@@ -119,6 +122,17 @@ def evaluate(
             "total": round(metrics_done - start, 2),
         },
     }
+
+
+def sample_count_note(num_samples: int, split: str, num_reference: int) -> str | None:
+    """What is compared when ``num_samples`` exceeds the reference split, in one line; None when it does not."""
+    if num_samples <= num_reference:
+        return None
+    return (
+        f"note: the reference split ({split!r}) has only {num_reference:,} images, so this compares {num_samples:,} "
+        f"generated images with those {num_reference:,}. FID's bias depends on both counts: compare it only with "
+        f"FIDs at {num_samples:,} vs {num_reference:,}, or pass --num_samples {num_reference} for equal counts"
+    )
 
 
 def format_table(results: dict) -> str:
@@ -177,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = Path(args.ckpt_path).expanduser()
     suffix = "" if args.feature_precision == "32" else f"_{args.feature_precision}"
     out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}{suffix}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_text(out, json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"wrote {out}")
     return 0
