@@ -23,6 +23,7 @@ from torch import Tensor
 
 from gan_modules.core import ImageModule
 from gan_modules.objectives import Objective
+from gan_modules.schedules import planned_batches
 from gan_modules.specs import from_spec
 from gan_modules.tricks.base import DOut, Step, Trick, TrickHost
 
@@ -159,6 +160,14 @@ class Adversary:
                 f"model.tricks lists {', '.join(twice)}, which model.objective {type(objective).__name__} already "
                 "applies; remove it from model.tricks"
             )
+        if objective.g_needs_real_logits and (
+            dropping := [type(t).__name__ for t in [*implied, *tricks] if type(t).g_logits is not Trick.g_logits]
+        ):
+            raise ValueError(
+                f"model.objective {type(objective).__name__} pairs each fake with a real in G's loss, and "
+                f"{', '.join(dropping)} chooses which fake logits G's loss sees (the pairs would no longer match): "
+                "remove it from model.tricks, or use another objective"
+            )
         for trick in implied:
             trick.setup(host)
         self.host = host
@@ -169,6 +178,19 @@ class Adversary:
         self.judges = judges
         # Each judge's reals as its last D step saw them (detached), for G-side tricks (feature matching).
         self._real_seen: dict[str, tuple[Tensor, DOut]] = {}
+
+    def planned_d_updates(self, needed_by: str, instead: str = "null") -> int:
+        """The run's planned D updates (one per training batch), counted as the learning-rate decay counts them, for
+        a trick whose strength follows a schedule over the run (R1's and R2's ``gamma_end``).
+
+        Read from the host's trainer each time it is asked, so a resumed run plans the same length as long as it is
+        given the same ``trainer.max_epochs``/``max_steps``. ``needed_by`` and ``instead`` word the error for a run
+        of unknown length (see ``planned_batches``).
+        """
+        host = self.host
+        return planned_batches(
+            host.trainer, steps=host.n_critic + 1, per_batches=host.n_critic, needed_by=needed_by, instead=instead
+        )
 
     # ------------------------------------------------------------------ what D sees
 
@@ -245,14 +267,22 @@ class Adversary:
     def g_loss(self, judge: Judge, fake: Tensor, real: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """(G's adversarial loss on ``fake``, which carries G's graph, through ``judge``; the tricks' G terms).
 
-        Inside ``frozen_discriminator()``. G-side tricks see this batch's reals as the judge's D step saw them.
+        Inside ``frozen_discriminator()``. G-side tricks see this batch's reals as the judge's D step saw them. A
+        relativistic objective (``g_needs_real_logits``) compares the fakes with D's logits on the same reals from the
+        current D, just updated, as R3GAN's G step does: the reals go through ``d_input`` like every image D sees, and
+        no gradient flows from them.
         """
         fake_in = self.d_input(fake)
         fake_out = self.d_out(judge, fake_in)
         logits = fake_out.logits
         for trick in self.tricks:
             logits = trick.g_logits(logits, self.host)
-        adversarial = self.objective.g_loss(logits)
+        if self.objective.g_needs_real_logits:
+            with torch.no_grad():
+                real_logits = self.d_out(judge, self.d_input(real.detach())).logits
+            adversarial = self.objective.g_loss(logits, real_logits)
+        else:
+            adversarial = self.objective.g_loss(logits)
         if not self.tricks:
             return adversarial, {}
         real_in, real_out = self._real_seen.get(judge.name) or (self.d_input(real), None)

@@ -1,9 +1,11 @@
 """GAN objectives: small stateless objects chosen in YAML by ``class_path``.
 
 Each has ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)`` on raw discriminator
-logits (higher = more real), both means over the batch. An objective defined with a D regularizer (WGAN's
-weight clipping, WGAN-GP's gradient penalty) names it in ``implied_tricks``: the loop runs it ahead of
-``model.tricks`` through the same hooks, so there is one way to regularize D.
+logits (higher = more real), both means over the batch. A relativistic objective's G loss also compares the
+fakes with reals: it says ``g_needs_real_logits = True`` and is called as ``g_loss(fake_logits, real_logits)``,
+with D's logits on this batch's reals from the current (just updated, frozen) D. An objective defined with a D
+regularizer (WGAN's weight clipping, WGAN-GP's gradient penalty) names it in ``implied_tricks``: the loop runs it
+ahead of ``model.tricks`` through the same hooks, so there is one way to regularize D.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ class Objective:
     # True when D's logits are log-odds of "real" (a cross-entropy loss): sigmoid(logit) is then D's
     # probability, logged as train/d_real and train/d_fake. Critics (Wasserstein, hinge, least squares) say False.
     probabilistic: bool = False
+    # True when G's loss compares fakes with reals (relativistic losses): the loop then runs the current D on this
+    # batch's reals in G's step (no gradient to D) and passes ``g_loss(fake_logits, real_logits)``. Objectives that
+    # say False are called as ``g_loss(fake_logits)`` and need not take ``real_logits``.
+    g_needs_real_logits: bool = False
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def implied_tricks(self) -> list[Trick]:
@@ -148,3 +154,37 @@ class Hinge(Objective):
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
         return -fake_logits.mean()
+
+
+class RelativisticPairing(Objective):
+    """RpGAN, the relativistic pairing loss (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024).
+
+    Each real is paired with the fake at its batch position: D minimizes softplus(-(D(x_r) - D(x_f))), G minimizes
+    softplus(-(D(x_f) - D(x_r))), both means over the pairs. D judges which of the two is more real, not each one
+    alone; the loss landscape then has no mode-dropping basins, which the non-saturating loss has (Sun et al. 2020).
+    With R1 and R2 (``gan_modules.tricks.R1``, ``R2``) it is locally convergent: R3GAN's regularized loss.
+
+    D's raw output is a score whose differences matter, not log-odds of "real": ``probabilistic`` is False, so the
+    loop logs D's raw scores (``train/d_real_score``, ``train/d_fake_score``) and no sigmoid of them.
+    """
+
+    g_needs_real_logits = True
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        _check_pairs(real_logits, fake_logits)
+        return F.softplus(fake_logits - real_logits).mean()  # softplus(-(real - fake))
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        if real_logits is None:
+            raise ValueError("RelativisticPairing's G loss compares fakes with reals: pass real_logits as well")
+        _check_pairs(real_logits, fake_logits)
+        return F.softplus(real_logits - fake_logits).mean()  # softplus(-(fake - real))
+
+
+def _check_pairs(real_logits: Tensor, fake_logits: Tensor) -> None:
+    # Logits of different shapes would broadcast ([N, 1] against [N] makes N x N "pairs") instead of pairing.
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(
+            f"RelativisticPairing pairs each real with a fake: D's logits on them must have one shape, got "
+            f"{tuple(real_logits.shape)} (real) and {tuple(fake_logits.shape)} (fake); give D as many fakes as reals"
+        )

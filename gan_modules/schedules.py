@@ -31,19 +31,22 @@ def lr_factor(kind: str, start: float, total: int, step: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def planned_batches(trainer, steps: int = 1, per_batches: int = 1) -> int:
-    """The run's length in training batches, for a learning-rate decay.
+def planned_batches(
+    trainer, steps: int = 1, per_batches: int = 1, needed_by: str = "model.lr_decay", instead: str = "'none'"
+) -> int:
+    """The run's length in training batches, for a learning-rate decay (or another schedule over the run).
 
     ``trainer.max_steps`` counts optimizer steps, and a manually optimized module makes ``steps`` of them every
     ``per_batches`` batches (a GAN with ``n_critic`` k: k + 1 every k; the face swap with discriminators: 2 every 1).
+    ``needed_by`` names the setting that asked, and ``instead`` its value that needs no run length, for the error.
     """
     batches = trainer.estimated_stepping_batches if trainer.max_epochs not in (None, -1) else math.inf
     if trainer.max_steps not in (None, -1):
         batches = min(batches, trainer.max_steps * per_batches / steps)
     if not math.isfinite(batches):
         raise ValueError(
-            "model.lr_decay needs a run of known length: set trainer.max_epochs or trainer.max_steps, "
-            "or set model.lr_decay to 'none'"
+            f"{needed_by} needs a run of known length: set trainer.max_epochs or trainer.max_steps, "
+            f"or set {needed_by} to {instead}"
         )
     return max(1, int(batches))
 

@@ -11,6 +11,7 @@ from gan_modules.layers import MinibatchDiscrimination, MinibatchStdDev
 from gan_modules.tricks import (
     DRAGAN,
     R1,
+    R2,
     DiffAugment,
     DOut,
     FeatureMatching,
@@ -29,6 +30,7 @@ TRICKS = [
     (lambda: InstanceNoise(std=0.2, anneal_steps=10), None),
     (lambda: DiffAugment(), None),
     (lambda: R1(gamma=1.0, every=2), "train/d_r1"),
+    (lambda: R2(gamma=1.0, every=2, gamma_end=0.1), "train/d_r2"),
     (lambda: DRAGAN(), "train/d_dragan"),
     (lambda: FeatureMatching(), "train/g_feature_matching"),
     (lambda: HistoricalAveraging(window=3), "train/d_historical_averaging"),
@@ -346,7 +348,8 @@ def test_spectral_norm_wraps_every_d_layer_and_bounds_its_gain():
 
 
 @pytest.mark.parametrize(
-    "objective, probabilities", [("NonSaturating", True), ("Hinge", False), ("WassersteinGP", False)]
+    "objective, probabilities",
+    [("NonSaturating", True), ("Hinge", False), ("WassersteinGP", False), ("RelativisticPairing", False)],
 )
 def test_d_outputs_are_logged_as_raw_scores_and_as_probabilities_only_for_cross_entropy(
     tmp_path, objective, probabilities

@@ -4,7 +4,7 @@ from gan_modules.tricks.augment import DiffAugment, InstanceNoise
 from gan_modules.tricks.base import DOut, Step, Trick, TrickHost
 from gan_modules.tricks.matching import FeatureMatching, HistoricalAveraging
 from gan_modules.tricks.network import PacGAN, SpectralNorm
-from gan_modules.tricks.penalties import DRAGAN, R1, GradientPenalty, WeightClipping
+from gan_modules.tricks.penalties import DRAGAN, R1, R2, GradientPenalty, WeightClipping
 from gan_modules.tricks.selection import TopK
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "InstanceNoise",
     "PacGAN",
     "R1",
+    "R2",
     "SpectralNorm",
     "Step",
     "TopK",

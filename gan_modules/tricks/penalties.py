@@ -1,9 +1,11 @@
-"""D regularizers: penalties on input gradients (R1 with StyleGAN2's lazy interval, DRAGAN, WGAN-GP's gradient
-penalty) and WGAN's weight clipping. The last two are what ``Wasserstein`` and ``WassersteinGP`` imply: the
-objective names them (``Objective.implied_tricks``) and the loop runs them through the same hooks as any trick."""
+"""D regularizers: penalties on input gradients (R1 and R2 with StyleGAN2's lazy interval and R3GAN's gamma
+schedule, DRAGAN, WGAN-GP's gradient penalty) and WGAN's weight clipping. The last two are what ``Wasserstein`` and
+``WassersteinGP`` imply: the objective names them (``Objective.implied_tricks``) and the loop runs them through the
+same hooks as any trick."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -28,26 +30,76 @@ def input_gradients(d, images: Tensor) -> Tensor:
     return grad
 
 
-class R1(Trick):
-    """R1 = gamma / 2 * E_real[||grad_x D(x)||^2] added to D's loss (Mescheder et al. 2018).
+class _ZeroCenteredPenalty(Trick):
+    """gamma / 2 * E[||grad_x D(x)||^2] on the real (R1) or the fake (R2) images D saw; see ``R1``."""
+
+    term = ""  # logged as train/d_<term>
+
+    def __init__(self, gamma: float = 10.0, every: int = 1, gamma_end: float | None = None) -> None:
+        super().__init__(every=every)
+        kind = type(self).__name__
+        if gamma <= 0:
+            raise ValueError(f"{kind}: gamma must be positive, got {gamma}")
+        if gamma_end is not None and gamma_end < 0:
+            raise ValueError(f"{kind}: gamma_end must be >= 0, or null for a constant gamma, got {gamma_end}")
+        self.gamma = gamma
+        self.gamma_end = gamma_end
+
+    def gamma_at(self, update: int, total: int) -> float:
+        """gamma on D update ``update`` (0-based) of a run of ``total``: ``gamma`` on the first, ``gamma_end`` on
+        the last and after it, half a cosine between (R3GAN's ``cosine_decay_with_warmup`` without the warm-up)."""
+        if self.gamma_end is None:
+            return self.gamma
+        progress = min(1.0, update / max(1, total - 1))
+        return self.gamma_end + (self.gamma - self.gamma_end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def samples(self, step: Step) -> Tensor:
+        raise NotImplementedError
+
+    def d_terms(self, step: Step) -> dict[str, Tensor]:
+        if not self.due(step.update):
+            return {}
+        gamma = self.gamma
+        if self.gamma_end is not None:  # the run's length, from the host's trainer (counted as the lr decay counts)
+            total = step.gan.adversary.planned_d_updates(needed_by=f"{type(self).__name__}'s gamma_end")
+            gamma = self.gamma_at(step.update, total)
+        grad = input_gradients(step.d, self.samples(step))
+        return {self.term: self.every * gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()}
+
+
+class R1(_ZeroCenteredPenalty):
+    """R1 = gamma / 2 * E_real[||grad_x D(x)||^2] added to D's loss (Mescheder et al. 2018); logged as train/d_r1.
 
     Penalizes D's gradient on real data only, which makes the game locally convergent. ``every = k`` is
     the lazy form of Karras et al. 2020 (StyleGAN2): computed on every k-th D update with weight
     ``k * gamma``, about k times cheaper at the same average strength (they use k = 16). The penalty is
     taken on D's inputs as D sees them (after any augmentation), in an extra D pass on those steps.
+
+    ``gamma_end`` makes gamma fall along a cosine from ``gamma`` on the first D update to ``gamma_end`` on the
+    run's last (R3GAN's presets, Huang et al. 2024: 0.05 -> 0.005 on CIFAR-10, 2 -> 0.2 on FFHQ-64). The run's
+    length is its planned D updates, from ``trainer.max_epochs``/``max_steps`` as the learning-rate decay counts
+    them, and gamma is a function of the checkpointed D update count, so a resumed run follows the same schedule.
+    None (the default) keeps gamma constant.
     """
 
-    def __init__(self, gamma: float = 10.0, every: int = 1) -> None:
-        super().__init__(every=every)
-        if gamma <= 0:
-            raise ValueError(f"R1: gamma must be positive, got {gamma}")
-        self.gamma = gamma
+    term = "r1"
 
-    def d_terms(self, step: Step) -> dict[str, Tensor]:
-        if not self.due(step.update):
-            return {}
-        grad = input_gradients(step.d, step.real_in)
-        return {"r1": self.every * self.gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()}
+    def samples(self, step: Step) -> Tensor:
+        return step.real_in
+
+
+class R2(_ZeroCenteredPenalty):
+    """R2 = gamma / 2 * E_fake[||grad_x D(x)||^2] on the fakes D judged in this update; logged as train/d_r2.
+
+    Mescheder et al. 2018's penalty on the generated data. R3GAN (Huang et al. 2024) adds it to R1 with the same
+    gamma: with the relativistic pairing loss (``objectives.RelativisticPairing``) the two together make training
+    locally convergent. Lazy with ``every`` and scheduled with ``gamma_end`` exactly as ``R1``.
+    """
+
+    term = "r2"
+
+    def samples(self, step: Step) -> Tensor:
+        return step.fake_in
 
 
 class DRAGAN(Trick):
