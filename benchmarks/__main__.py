@@ -31,6 +31,7 @@ from benchmarks import (  # noqa: E402
     bench_tricks,
     quality,
 )
+from gan_modules import zoo  # noqa: E402
 
 SECTIONS = (
     "throughput", "loader", "fid_speed", "tricks", "ablation", "progress_bar", "quality", "detect", "faceswap",
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             if not args.quick:  # a cost of a few percent needs the full-length measurement
                 bench_progress_bar.main()
         elif section == "quality":
-            quality.run(args.quick, args.data_dir, command)
+            # The full table keeps and exports its rows' generators in the model zoo; --quick never touches it.
+            quality.run(args.quick, args.data_dir, command, zoo_root=None if args.quick else zoo.zoo_root())
         elif section == "detect":
             bench_detect.run(args.quick, args.data_dir, command)
         elif section == "faceswap":

@@ -13,14 +13,20 @@ a run of an older version of the config is left where it is and not reused. Trai
 (``config.yaml`` written at the start of fit to the last ``last.ckpt``), plus that of the runs it resumed from
 when it was started with ``--ckpt_path`` (a longer config continuing a finished shorter run).
 
+Every finished row of the full table is exported into the model zoo (``zoo/<config stem>-seed<seed>/``, the
+final EMA generator and its card; an existing entry is never replaced). A row whose run folder is gone is kept
+from its zoo entry: the card's evaluation at the same N (labelled "zoo card" in the table), or with
+``--reevaluate`` a new evaluation of the entry's generator ("zoo entry, re-evaluated"); it is trained again
+only when there is no entry of the same settings.
+
     python -m benchmarks.quality                       # full: 2 seeds x 2 configs, N = 10,000
-    python -m benchmarks.quality --quick               # minutes: 1 short vanilla run, N = 500
+    python -m benchmarks.quality --reevaluate          # rows from zoo entries measured again, not copied
+    python -m benchmarks.quality --quick               # minutes: 1 short vanilla run, N = 500 (no zoo)
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -34,9 +40,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine, probe_text  # noqa: E402
+from benchmarks.run_settings import config_differences, expected_settings, settings_differences  # noqa: E402
 from benchmarks.tables import spread, write_json, write_markdown  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
 from gan_modules import metrics as gan_metrics  # noqa: E402
+from gan_modules import zoo  # noqa: E402
 from gan_modules.commands.evaluate import evaluate  # noqa: E402
 from gan_modules.metrics import GANMetrics  # noqa: E402
 from gan_modules.metrics.reference import reference_features  # noqa: E402
@@ -71,70 +79,9 @@ def floor(num_samples: int, data_dir: str) -> dict:
     return {**metrics.compute(), "num_fake": len(train), "num_real": len(real), "eval_s": time.perf_counter() - start}
 
 
-def leaves(tree: object, prefix: str = "") -> dict[str, object]:
-    """A YAML tree as ``{"model.init_args.lr": 0.0002, "model.init_args.tricks[len]": 1, ...}``."""
-    if isinstance(tree, dict):
-        return {k: v for key, value in tree.items() for k, v in leaves(value, f"{prefix}{key}.").items()}
-    if isinstance(tree, list):
-        out: dict[str, object] = {f"{prefix.rstrip('.')}[len]": len(tree)}
-        for i, value in enumerate(tree):
-            out.update(leaves(value, f"{prefix}{i}."))
-        return out
-    return {prefix.rstrip("."): tree}
-
-
-def same_value(a: object, b: object) -> bool:
-    """Equal, or the same number spelled differently (YAML reads ``1e-3`` as a string, ``1.0e-3`` as a float)."""
-    if a == b:
-        return True
-    try:
-        return float(a) == float(b)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
-def expected_settings(config: dict, seed: int, extra: list[str]) -> dict[str, object] | None:
-    """What a run of ``config`` with ``--seed_everything seed`` and the ``extra`` overrides must have saved, as
-    ``leaves``; ``None`` when an override has a form this does not follow (the run is then reused unchecked).
-
-    Overrides are applied as the CLI applies them: ``--model.lr`` is the short form of ``model.init_args.lr``,
-    a value replaces the whole subtree (``--model.tricks []`` drops the config's tricks) and ``--key+`` appends
-    to a list (``--model.tricks+ '{"class_path": ...}'``).
-    """
-    tree = copy.deepcopy(config)
-    tree["seed_everything"] = seed
-    for flag, value in zip(extra[::2], extra[1::2], strict=True):
-        path = flag.removeprefix("--")
-        keys = path.removesuffix("+").split(".")
-        if keys[0] in ("model", "data") and len(keys) > 1 and keys[1] not in ("init_args", "class_path"):
-            keys.insert(1, "init_args")
-        node = tree
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                return None
-        parsed = yaml.safe_load(value)
-        if path.endswith("+"):
-            node[keys[-1]] = [*(node.get(keys[-1]) or []), *(parsed if isinstance(parsed, list) else [parsed])]
-        else:
-            node[keys[-1]] = parsed
-    return leaves(tree)
-
-
-def config_differences(run: Path, expected: dict[str, object]) -> list[str]:
-    """Settings of the config (and overrides) that ``run``'s saved ``config.yaml`` does not have."""
-    saved_path = run / "config.yaml"
-    if not saved_path.is_file():
-        return ["no config.yaml"]
-    saved = leaves(yaml.safe_load(saved_path.read_text()))
-    return [
-        f"{key}: run has {saved.get(key, '(unset)')!r}, config has {value!r}"
-        for key, value in expected.items()
-        if not same_value(saved.get(key), value)
-    ]
-
-
-def finished_run(parent: Path, max_epochs: int, expected: dict[str, object] | None = None) -> Path | None:
+def finished_run(
+    parent: Path, max_epochs: int, expected: dict[str, object] | None = None, report: bool = True
+) -> Path | None:
     """The newest run under ``parent`` whose last.ckpt reached the config's last epoch and, given ``expected``
     (``expected_settings``), was trained with those settings: a run of an older version of the config is not
     reused for its table row (it is left where it is, and a new run is trained beside it)."""
@@ -144,20 +91,31 @@ def finished_run(parent: Path, max_epochs: int, expected: dict[str, object] | No
             continue
         differences = config_differences(run, expected) if expected is not None else []
         if differences:
-            print(f"not reusing {run}: trained with other settings ({'; '.join(differences)})", flush=True)
+            if report:
+                print(f"not reusing {run}: trained with other settings ({'; '.join(differences)})", flush=True)
             continue
         return run
     return None
 
 
-def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
-    """Trains one (config, seed) with train.py unless a finished run exists; returns the run folder."""
+def run_plan(config: str, seed: int, extra: list[str], root: Path) -> tuple[Path, int, dict[str, object] | None]:
+    """The folder of (config, seed)'s runs, the epoch a finished run reaches and the settings it must have."""
     cfg = yaml.safe_load((ROOT / "configs" / config).read_text())
     max_epochs = int(cfg["trainer"]["max_epochs"])
     if "--trainer.max_epochs" in extra:
         max_epochs = int(extra[extra.index("--trainer.max_epochs") + 1])
-    parent = root / f"{Path(config).stem}-s{seed}"
-    expected = expected_settings(cfg, seed, extra)
+    return root / f"{Path(config).stem}-s{seed}", max_epochs, expected_settings(cfg, seed, extra)
+
+
+def existing_run(config: str, seed: int, extra: list[str], root: Path) -> Path | None:
+    """The finished run ``train`` would reuse, without training or reporting anything."""
+    parent, max_epochs, expected = run_plan(config, seed, extra, root)
+    return finished_run(parent, max_epochs, expected, report=False) if parent.is_dir() else None
+
+
+def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
+    """Trains one (config, seed) with train.py unless a finished run exists; returns the run folder."""
+    parent, max_epochs, expected = run_plan(config, seed, extra, root)
     run = finished_run(parent, max_epochs, expected) if parent.is_dir() else None
     if run is not None:
         print(f"reusing {run}", flush=True)
@@ -218,6 +176,76 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
     }
 
 
+def zoo_name(config: str, seed: int) -> str:
+    return f"{Path(config).stem}-seed{seed}"
+
+
+def zoo_row(config: str, seed: int, n: int, extra: list[str], zoo_root: Path, reevaluate: bool, data_dir: str):
+    """The row of (config, seed) from its zoo entry (the run folder being gone): the card's evaluation at ``n``,
+    or with ``reevaluate`` a new one of the entry's generator. None without an entry of the same settings."""
+    name = zoo_name(config, seed)
+    try:
+        card = zoo.read_card(name, zoo_root)
+    except FileNotFoundError:
+        return None
+    saved, expected = (card.get("training") or {}).get("config"), run_plan(config, seed, extra, Path())[2]
+    differences = ["its card holds no run config"] if not saved else []
+    differences += settings_differences(saved, expected) if saved and expected is not None else []
+    if differences:
+        print(f"not using zoo entry {name}: trained with other settings ({'; '.join(differences)})", flush=True)
+        return None
+    if reevaluate:
+        results = evaluate(None, num_samples=n, data_dir=data_dir, device="auto", pretrained=name, zoo_root=zoo_root)
+        source, measured_on = "zoo entry, re-evaluated", machine()
+    else:
+        results, source = zoo.best_metrics(card, n), "zoo card"
+        measured_on = card.get("machine") if "load_average_at_start" in (card.get("machine") or {}) else None
+        if results is None:
+            print(f"zoo entry {name} has no evaluation at N = {n:,}; --reevaluate measures it", flush=True)
+            return None
+    training = card["training"]
+    print(f"{config} seed {seed}: no finished run folder; the row comes from zoo entry {name} ({source})", flush=True)
+    return {
+        "config": config,
+        "seed": seed,
+        **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
+        **{k: results[k] for k in ("num_fake", "num_real")},
+        "eval_s": results["seconds"]["total"],
+        "train_s": training.get("seconds"),
+        "resumed_from": training.get("resumed_from") or [],
+        "epochs": card.get("epochs"),
+        "train_precision": training.get("precision"),
+        "run": (card.get("source") or {}).get("run"),
+        "zoo": name,
+        "source": source,
+        "machine": measured_on,
+    }
+
+
+def export_row(folder: Path, row: dict, n: int, extra: list[str], zoo_root: Path) -> None:
+    """Keeps a finished row's final EMA generator as zoo entry ``<config stem>-seed<seed>``; never replaces one."""
+    name = zoo_name(row["config"], row["seed"])
+    try:
+        if (zoo_root / name).exists():
+            kept = (zoo.read_card(name, zoo_root).get("source") or {}).get("run")
+            if kept == row["run"]:
+                row["zoo"] = name
+            else:
+                print(f"zoo entry {name} (from {kept}) kept, not replaced by {row['run']}", flush=True)
+            return
+        results = json.loads((folder / "checkpoints" / f"last_metrics_n{n}.json").read_text())
+        trained = " ".join(["python train.py --config", f"configs/{row['config']}", f"--seed_everything {row['seed']}"])
+        path = zoo.export_run(
+            folder, name, [results], root=zoo_root, command=" ".join([trained, *extra]), train_seconds=row["train_s"],
+            machine=row["machine"], training={"resumed_from": row["resumed_from"]},
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{row['config']} seed {row['seed']}: not exported to the zoo ({err})", flush=True)
+        return
+    row["zoo"] = name
+    print(f"exported {path}", flush=True)
+
+
 def run(
     quick: bool,
     data_dir: str,
@@ -225,7 +253,10 @@ def run(
     configs: list[str] | None = None,
     seeds: list[int] | None = None,
     with_floor: bool = True,
+    zoo_root: Path | None = None,
+    reevaluate: bool = False,
 ) -> dict:
+    """The table; with ``zoo_root`` rows are exported into that zoo and kept from it (``zoo_row``, ``export_row``)."""
     plan = dict(QUICK if quick else FULL)
     plan["configs"] = configs or plan["configs"]
     plan["seeds"] = seeds or plan["seeds"]
@@ -242,8 +273,14 @@ def run(
         results["floor"] = stored["floor"]
     for config in plan["configs"]:
         for seed in plan["seeds"]:
-            folder = train(config, seed, plan["extra"], root)
-            row = {"config": config, "seed": seed, **evaluate_run(folder, n, data_dir), "machine": machine()}
+            row = None
+            if zoo_root is not None and existing_run(config, seed, plan["extra"], root) is None:
+                row = zoo_row(config, seed, n, plan["extra"], zoo_root, reevaluate, data_dir)
+            if row is None:
+                folder = train(config, seed, plan["extra"], root)
+                row = {"config": config, "seed": seed, **evaluate_run(folder, n, data_dir), "machine": machine()}
+                if zoo_root is not None:
+                    export_row(folder, row, n, plan["extra"], zoo_root)
             print(f"{config} seed {seed}: FID {row['fid']:.3f}", flush=True)
             results["runs"].append(row)
             write({**results, "runs": sorted(kept + results["runs"], key=row_order)}, out, command)
@@ -271,8 +308,8 @@ def row_order(row: dict) -> tuple:
     return row["config"], row["seed"]
 
 
-def minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min"
+def minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def write(results: dict, out: Path, command: str) -> None:
@@ -302,8 +339,9 @@ def write(results: dict, out: Path, command: str) -> None:
         f"{f['density']:.3f} | {f['coverage']:.3f} | - | {minutes(f['eval_s'])} |"
     )
     for r in results["runs"]:
+        label = f"{r['config']} ({r['source']})" if r.get("source") else r["config"]  # a row kept from the zoo
         lines.append(
-            f"| {r['config']} | {r['seed']} | {r['epochs']} | {r['train_precision']} | {r['fid']:.2f} | "
+            f"| {label} | {r['seed']} | {r['epochs']} | {r['train_precision']} | {r['fid']:.2f} | "
             f"{1000 * r['kid']:.3f} ± {1000 * r['kid_std']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{r['density']:.3f} | {r['coverage']:.3f} | {minutes(r['train_s'])} | {minutes(r['eval_s'])} |"
         )
@@ -320,6 +358,12 @@ def write(results: dict, out: Path, command: str) -> None:
             + probe_text(r["machine"], ", host speed ")
             + "."
             + (f" Run: {r['run']}." if r.get("run") and not r.get("resumed_from") else "")
+            + (
+                f" Its run folder is gone; the row comes from zoo/{r['zoo']} ({r['source']})."
+                if r.get("source")
+                else ""
+            )
+            + (f" Generator: zoo/{r['zoo']}." if r.get("zoo") and not r.get("source") else "")
             + (
                 f" Trained in {len(r['resumed_from']) + 1} parts (`--ckpt_path` resumes: weights, optimizers, EMA "
                 f"and RNG streams restored): {' <- '.join([r['run'], *r['resumed_from']])}; its training time is "
@@ -349,9 +393,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="+", default=None, help="a subset of the configs (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="a subset of the seeds (default: 42 43)")
     parser.add_argument("--no_floor", action="store_true", help="skip the real-vs-real floor row")
+    parser.add_argument(
+        "--reevaluate", action="store_true", help="measure rows kept from zoo entries again instead of copying cards"
+    )
+    parser.add_argument("--no_zoo", action="store_true", help="neither export rows to the zoo nor keep rows from it")
     args = parser.parse_args(argv)
+    if args.reevaluate and (args.quick or args.no_zoo):
+        parser.error("--reevaluate re-measures zoo entries: it needs the zoo (not --quick, not --no_zoo)")
     command = "python -m benchmarks.quality" + (" --quick" if args.quick else "")
-    run(args.quick, args.data_dir, command, args.configs, args.seeds, with_floor=not args.no_floor)
+    zoo_root = None if args.quick or args.no_zoo else zoo.zoo_root()
+    run(args.quick, args.data_dir, command, args.configs, args.seeds, not args.no_floor, zoo_root, args.reevaluate)
 
 
 if __name__ == "__main__":

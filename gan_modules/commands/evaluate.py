@@ -7,6 +7,17 @@ split with fewer images is used whole, and the command says so before it starts.
 reference features are cached (see ``gan_modules.metrics.reference``), so a second evaluation only
 generates and embeds the fakes. Prints a table and writes a JSON file (default: beside the checkpoint,
 ``<checkpoint stem>_metrics_n<N>.json``). FID depends on N: compare numbers only at equal N.
+
+``--pretrained NAME`` evaluates the model zoo's entry NAME instead (``gan_modules.zoo``; ``--pretrained list``
+prints the zoo): the datamodule comes from its card, and the JSON goes to ``--out`` or
+``./NAME_metrics_n<N>.json``, never into the zoo and never over an existing file.
+
+A model trained on Stacked MNIST (``datamodules.StackedMNISTDataModule``) also gets its mode coverage: how many
+of the 1,000 digit triples it reaches and the KL of its triple distribution to the uniform one
+(``gan_modules.metrics.digits``), over ``--modes_num_samples`` images, by default VEEGAN's and PacGAN's 26,000
+whatever ``--num_samples`` is (FID's usual N is 10,000; KL, like FID, depends on N). One seeded stream serves
+both: its first ``--num_samples`` images for FID, its first ``--modes_num_samples`` for the modes, so only FID's
+share goes through Inception.
 """
 
 from __future__ import annotations
@@ -22,10 +33,14 @@ import torch
 import yaml
 
 from datamodules.base import ImageDataModule
+from datamodules.stacked_mnist import StackedMNISTDataModule
 from gan_modules import metrics as gan_metrics
+from gan_modules import zoo
 from gan_modules.commands.common import load_gan
 from gan_modules.io import atomic_text, resolve_device
 from gan_modules.metrics import GANMetrics, extract_features
+from gan_modules.metrics.digits import NUM_SAMPLES as MODES_NUM_SAMPLES
+from gan_modules.metrics.digits import WEIGHTS_SHA256, StackedMNISTModes, load_digit_classifier
 from gan_modules.metrics.reference import reference_features
 
 DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 recommend at least 10k)
@@ -54,30 +69,70 @@ def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModul
 
 
 @torch.inference_mode()
-def generated_features(model, network, num_samples: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Features of ``num_samples`` images from the model's sampling generator, on fixed-seed latents."""
-    return torch.cat(
-        [extract_features(network, images) for images in model.sample_batches(num_samples, batch_size, seed)]
-    )
+def generated_features(
+    model,
+    network,
+    num_samples: int,
+    batch_size: int,
+    seed: int,
+    modes: StackedMNISTModes | None = None,
+    modes_num_samples: int = 0,
+) -> torch.Tensor:
+    """Features of ``num_samples`` images from the model's sampling generator, on fixed-seed latents.
+
+    With ``modes``, the first ``modes_num_samples`` images of the same stream are also classified into it.
+    """
+    total = max(num_samples, modes_num_samples if modes is not None else 0)
+    features, seen = [], 0
+    for images in model.sample_batches(total, batch_size, seed):
+        if seen < num_samples:
+            features.append(extract_features(network, images[: num_samples - seen]))
+        if modes is not None and seen < modes_num_samples:
+            modes.update(images[: modes_num_samples - seen])
+        seen += len(images)
+    return torch.cat(features)
 
 
 def evaluate(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | None,
     num_samples: int = DEFAULT_NUM_SAMPLES,
     data_dir: str | None = None,
     device: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     feature_precision: str = "32",
+    pretrained: str | None = None,
+    zoo_root: str | Path | None = None,
+    modes_num_samples: int | None = None,
 ) -> dict:
-    """Runs the evaluation and returns the results dict that ``main`` prints and saves."""
+    """Runs the evaluation and returns the results dict that ``main`` prints and saves.
+
+    ``pretrained`` names a zoo entry to evaluate instead of ``ckpt_path`` (pass None for the other).
+    ``modes_num_samples``: Stacked MNIST models only; None is the protocol's 26,000, 0 skips modes and KL.
+    """
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}")
+    if modes_num_samples is not None and modes_num_samples < 0:
+        raise ValueError(f"--modes_num_samples must be 0 (skip) or positive, got {modes_num_samples}")
     start = time.perf_counter()
-    ckpt_path = Path(ckpt_path).expanduser()
     dev = resolve_device(device)
-    model = load_gan(ckpt_path, map_location=dev).eval()
-    datamodule = datamodule_from_run(ckpt_path, data_dir)
+    if (ckpt_path is None) == (pretrained is None):
+        raise ValueError("pass exactly one of --ckpt_path (a checkpoint) and --pretrained (a zoo entry)")
+    if pretrained is not None:
+        model = zoo.load_entry(pretrained, root=zoo_root, map_location=dev)
+        datamodule = zoo.entry_datamodule(pretrained, data_dir, root=zoo_root)
+    else:
+        ckpt_path = Path(ckpt_path).expanduser()
+        model = load_gan(ckpt_path, map_location=dev).eval()
+        datamodule = datamodule_from_run(ckpt_path, data_dir)
+    stacked = isinstance(datamodule, StackedMNISTDataModule)
+    if modes_num_samples and not stacked:
+        raise ValueError(
+            f"--modes_num_samples is for Stacked MNIST models; this one's data is {type(datamodule).__name__}"
+        )
+    if modes_num_samples is None:
+        modes_num_samples = MODES_NUM_SAMPLES if stacked else 0
+    modes = StackedMNISTModes(load_digit_classifier(map_location=dev)).to(dev) if modes_num_samples else None
     datamodule.prepare_data()
     datamodule.setup("validate")
     split, dataset = datamodule.reference_split()
@@ -95,13 +150,29 @@ def evaluate(
         network_checksum=checksum,
     )
     reference_done = time.perf_counter()
-    fake = generated_features(model, network, num_samples=num_samples, batch_size=batch_size, seed=seed)
+    fake = generated_features(
+        model,
+        network,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        seed=seed,
+        modes=modes,
+        modes_num_samples=modes_num_samples,
+    )
     fake_done = time.perf_counter()
 
     metrics = GANMetrics(network=None, num_features=real.shape[1]).to(dev)
     metrics.update_features(real.to(dev), real=True)
     metrics.update_features(fake, real=False)
     results = metrics.compute()
+    if modes is not None:
+        stats = modes.compute()
+        results["stacked_mnist"] = {
+            "modes": int(stats["modes"]),
+            "kl": stats["kl"],
+            "num_samples": int(stats["num_samples"]),
+            "classifier_sha256": WEIGHTS_SHA256,
+        }
     metrics_done = time.perf_counter()
     return {
         **results,
@@ -112,7 +183,8 @@ def evaluate(
         "feature_network_sha256": checksum,
         "feature_precision": feature_precision,
         "generator": "generator_ema" if model.generator_ema is not None else "generator",
-        "checkpoint": str(ckpt_path),
+        "checkpoint": None if ckpt_path is None else str(ckpt_path),
+        "pretrained": pretrained,
         "seed": seed,
         "device": str(dev),
         "seconds": {
@@ -143,6 +215,13 @@ def format_table(results: dict) -> str:
         ("recall", f"{results['recall']:.4f}"),
         ("density", f"{results['density']:.4f}"),
         ("coverage", f"{results['coverage']:.4f}"),
+    ]
+    if (stacked := results.get("stacked_mnist")) is not None:
+        rows += [
+            ("modes", f"{stacked['modes']} of 1000 digit triples ({stacked['num_samples']} generated)"),
+            ("KL", f"{stacked['kl']:.4f} (to uniform over the 1000 triples)"),
+        ]
+    rows += [
         ("samples", f"{results['num_fake']} generated vs {results['num_real']} {results['reference']['split']}"),
         ("reference", "cached" if results["reference"]["cached"] else "computed and cached"),
         ("time", f"{results['seconds']['total']:.1f} s on {results['device']}"),
@@ -153,17 +232,26 @@ def format_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--ckpt_path", required=True, help="a checkpoint written by train.py, e.g. <run>/checkpoints/last.ckpt"
-    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="a checkpoint written by train.py, e.g. <run>/checkpoints/last.ckpt")
+    source.add_argument("--pretrained", metavar="NAME", help="an entry of the model zoo; 'list' prints the zoo")
     parser.add_argument("--num_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="generated (and reference) images")
     parser.add_argument("--data_dir", default=None, help="dataset folder (default: the one in the run's config.yaml)")
-    parser.add_argument("--out", default=None, help="JSON file to write (default: beside the checkpoint)")
+    parser.add_argument(
+        "--out", default=None, help="JSON file to write (default: beside the checkpoint; ./NAME_metrics_n<N>.json)"
+    )
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="images per generator and Inception batch"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated latents")
+    parser.add_argument(
+        "--modes_num_samples",
+        type=int,
+        default=None,
+        help=f"Stacked MNIST models only: generated images behind modes and KL (default {MODES_NUM_SAMPLES:,}, "
+        "the VEEGAN / PacGAN protocol's, whatever --num_samples is; 0 skips them)",
+    )
     parser.add_argument(
         "--feature_precision",
         choices=["32", "bf16"],
@@ -175,7 +263,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pretrained == "list":
+        print(zoo.format_listing(zoo.list_entries(), zoo.zoo_root()))
+        return 0
+    suffix = "" if args.feature_precision == "32" else f"_{args.feature_precision}"
     try:
+        out = zoo.metrics_out_path(args.pretrained, args.num_samples, args.out, suffix) if args.pretrained else None
         results = evaluate(
             args.ckpt_path,
             num_samples=args.num_samples,
@@ -184,13 +277,15 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             feature_precision=args.feature_precision,
+            pretrained=args.pretrained,
+            modes_num_samples=args.modes_num_samples,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    ckpt = Path(args.ckpt_path).expanduser()
-    suffix = "" if args.feature_precision == "32" else f"_{args.feature_precision}"
-    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}{suffix}.json")
+    if out is None:
+        ckpt = Path(args.ckpt_path).expanduser()
+        out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}{suffix}.json")
     atomic_text(out, json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"wrote {out}")

@@ -4,6 +4,8 @@ Writes N images as PNG files and/or one grid, from the EMA generator when the ch
 request a latent interpolation grid (``--interpolate grid.png``: each row walks by slerp from one latent to
 another) and a GIF walking through latent space (``--walk walk.gif``).
 Existing files are never overwritten: the output folder must be new or empty, every file new.
+``--pretrained NAME`` samples from the model zoo's entry NAME (``gan_modules.zoo``) instead of a checkpoint;
+``--pretrained list`` prints the zoo.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
+from gan_modules import zoo
 from gan_modules.base import GANModule
 from gan_modules.commands.common import load_gan
 from gan_modules.io import atomic_folder, atomic_write, grid_rows, resolve_device
@@ -33,7 +36,9 @@ def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by train.py")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="checkpoint written by train.py")
+    source.add_argument("--pretrained", metavar="NAME", help="an entry of the model zoo; 'list' prints the zoo")
     parser.add_argument("--num_images", type=int, default=64, help="how many images to generate")
     parser.add_argument("--out_dir", default=None, help="folder for one PNG per image (must be new or empty)")
     parser.add_argument("--grid", default=None, help="also (or only) write all images as one grid PNG here")
@@ -46,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
+    if args.pretrained == "list":
+        print(zoo.format_listing(zoo.list_entries(), zoo.zoo_root()))
+        return 0
 
     try:
         if not (args.out_dir or args.grid or args.interpolate or args.walk):
@@ -73,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--pairs must be >= 1 and --steps >= 2, got {args.pairs} and {args.steps}")
 
         device = resolve_device(args.device)
-        model = load_gan(args.ckpt_path, map_location=device).eval()
+        if args.pretrained:
+            model = zoo.load_entry(args.pretrained, map_location=device)
+        else:
+            model = load_gan(args.ckpt_path, map_location=device).eval()
         images = generate_images(model, args.num_images, args.batch_size, args.seed) if out_dir or grid_path else None
         if args.interpolate:
             z_interp = interpolation_latents(model.latent_dim, args.pairs, args.steps, seed=args.seed)
@@ -105,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         _atomic_save(make_grid(unit, nrow=grid_rows(len(unit))), grid_path)
         print(f"wrote a {len(unit)}-image grid to {grid_path}")
     source = "EMA generator" if model.generator_ema is not None else "generator"
-    print(f"sampled from the {source} of {type(model).__name__}, seed {args.seed}")
+    entry = f" (zoo entry {args.pretrained})" if args.pretrained else ""
+    print(f"sampled from the {source} of {type(model).__name__}{entry}, seed {args.seed}")
     return 0
 
 
