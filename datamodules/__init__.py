@@ -5,6 +5,7 @@ from datamodules.faces import FaceSwapDataModule, SyntheticFacesDataModule
 from datamodules.images import AnimeFacesDataModule, CelebADataModule, ImageFolderDataModule
 from datamodules.mnist import MNISTDataModule
 from datamodules.realfake import RealFakeDataModule
+from datamodules.stacked_mnist import StackedMNISTDataModule
 from datamodules.synthetic import SyntheticDataModule
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ImageFolderDataModule",
     "MNISTDataModule",
     "RealFakeDataModule",
+    "StackedMNISTDataModule",
     "SyntheticDataModule",
     "SyntheticFacesDataModule",
     "UInt8ImageDataset",
