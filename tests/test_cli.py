@@ -67,10 +67,14 @@ def test_every_config_is_run_by_a_test():
     from test_detect import DETECT_CONFIGS
     from test_face_configs import FACE_CONFIGS
     from test_faceswap import FACESWAP_CONFIGS
+    from test_r3gan import R3GAN_CONFIGS
+    from test_stacked_mnist import STACKED_MNIST_CONFIGS
     from test_toy import TOY_CONFIGS
 
-    # A new YAML joins one of the lists (here, test_face_configs.py, test_detect.py, test_faceswap.py, test_toy.py).
-    expected = MNIST_CONFIGS + FACE_CONFIGS + DETECT_CONFIGS + FACESWAP_CONFIGS + TOY_CONFIGS
+    # A new YAML joins one of the lists (here, test_face_configs.py, test_detect.py, test_faceswap.py, test_toy.py,
+    # test_r3gan.py, test_stacked_mnist.py).
+    lists = MNIST_CONFIGS + FACE_CONFIGS + DETECT_CONFIGS + FACESWAP_CONFIGS + TOY_CONFIGS + R3GAN_CONFIGS
+    expected = lists + STACKED_MNIST_CONFIGS
     assert sorted(p.name for p in (ROOT / "configs").glob("*.yaml")) == sorted(expected)
 
 

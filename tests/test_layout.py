@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "gan_modules.facegan",
             "gan_modules.pix2pix",
             "gan_modules.toy",
+            "gan_modules.r3gan",
             "gan_modules.detector",
             "gan_modules.faceswap",
         ),
