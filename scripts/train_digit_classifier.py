@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from datamodules.stacked_mnist import load_labelled_mnist  # noqa: E402
+from datamodules.mnist import load_labelled_mnist  # noqa: E402
 from gan_modules.io import atomic_write  # noqa: E402
 from gan_modules.metrics.digits import (  # noqa: E402
     WEIGHTS_PATH,
