@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 from datamodules import SyntheticDataModule
 from datamodules.base import UInt8ImageDataset
@@ -107,3 +108,21 @@ def wandb_offline_run(path):
         elif kind == "summary":
             run["summary"].update({key(i): json.loads(i.value_json) for i in record.summary.update})
     return run
+
+
+class Linear(nn.Module):
+    """D(x) = w . x: its input gradient is w everywhere."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x):
+        return (x.flatten(1) * self.w).sum(1)
+
+
+def step_with(d, real, update=0):
+    """A trick Step over ``real`` (also as the fakes) for penalty tests, with no GAN behind it."""
+    from gan_modules.tricks import Step
+
+    return Step(gan=None, update=update, real_in=real, fake_in=real, real_out=None, fake_out=None, d=d)

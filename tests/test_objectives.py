@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-from helpers import make_trainer
+from helpers import Linear, make_trainer, step_with
 from torch import nn
 
 from datamodules import SyntheticDataModule
@@ -157,21 +157,6 @@ def test_only_a_relativistic_objective_asks_for_real_logits_in_gs_step():
 
 
 # ---------------------------------------------------------------- R3GAN's loss: RpGAN with R1 and R2 on a schedule
-
-
-class Linear(nn.Module):
-    """D(x) = w . x: its input gradient is w everywhere."""
-
-    def __init__(self, w):
-        super().__init__()
-        self.w = w
-
-    def forward(self, x):
-        return (x.flatten(1) * self.w).sum(1)
-
-
-def step_with(d, real, update=0):
-    return Step(gan=None, update=update, real_in=real, fake_in=real, real_out=None, fake_out=None, d=d)
 
 
 def tiny_dcgan(**kwargs):

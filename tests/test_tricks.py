@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import make_trainer
+from helpers import Linear, make_trainer, step_with
 from torch import nn
 
 from datamodules import SyntheticDataModule
@@ -109,21 +109,6 @@ def test_diffaugment_translates_cuts_out_and_lets_gradients_through():
     assert y.grad is not None and y.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown policy \\['blur'\\]"):
         DiffAugment(policy=["color", "blur"])
-
-
-class Linear(nn.Module):
-    """D(x) = w . x: its input gradient is w everywhere."""
-
-    def __init__(self, w):
-        super().__init__()
-        self.w = w
-
-    def forward(self, x):
-        return (x.flatten(1) * self.w).sum(1)
-
-
-def step_with(d, real, update=0):
-    return Step(gan=None, update=update, real_in=real, fake_in=real, real_out=None, fake_out=None, d=d)
 
 
 def test_r1_is_half_gamma_times_the_squared_input_gradient_and_lazy_steps_scale_by_k():
