@@ -359,10 +359,12 @@ def cli_main(args: list[str] | None = None) -> GANCLI:
 
 
 def finish_wandb_runs(trainer) -> None:
-    """Closes the W&B runs of a finished command, so their files (the offline run log) are complete on disk.
+    """Closes the W&B runs of a finished command, so their files (the offline run log) get completed.
 
     Lightning leaves the run open until the interpreter exits; a caller that goes on (a notebook, a test,
-    ``python -m benchmarks``) would otherwise read or sync a half-written run.
+    ``python -m benchmarks``) would otherwise read or sync a half-written run. ``finish()`` returns when the
+    run is closed; wandb-core may still be writing the log's last records for a moment after it (a reader
+    waits for the final ``exit`` record, as ``tests/helpers.complete_wandb_records`` does).
     """
     for logger in getattr(trainer, "loggers", []):
         if isinstance(logger, WandbLogger) and logger._experiment is not None:

@@ -91,15 +91,41 @@ def wandb_records(path):
             yield record
 
 
+def complete_wandb_records(path, timeout=60.0):
+    """The records of a run log once W&B has written all of it (its last record is the run's ``exit``).
+
+    ``run.finish()`` returns when the run is closed, but wandb-core may still be flushing the log's last
+    records (the debounced config update among them) for a moment: reading at once saw a truncated chunk or
+    no config. Waits up to ``timeout`` seconds, then fails naming what it saw.
+    """
+    import time
+
+    from google.protobuf.message import DecodeError
+
+    deadline, seen = time.monotonic() + timeout, "nothing"
+    while True:
+        try:
+            records = list(wandb_records(path))
+            if records and records[-1].WhichOneof("record_type") == "exit":
+                return records
+            seen = f"{len(records)} records, the last {records[-1].WhichOneof('record_type') if records else None}"
+        except DecodeError as err:
+            seen = f"a chunk that does not parse yet ({err})"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not end with the run's exit record within {timeout} s: {seen}")
+        time.sleep(0.2)
+
+
 def wandb_offline_run(path):
-    """{"config": {...}, "history": [{key: value}], "summary": {key: value}} of an offline run's .wandb file."""
+    """{"config": {...}, "history": [{key: value}], "summary": {key: value}} of an offline run's .wandb file,
+    read once W&B has finished writing it."""
     import json
 
     def key(item):
         return item.key or "/".join(item.nested_key)
 
     run = {"config": {}, "history": [], "summary": {}}
-    for record in wandb_records(path):
+    for record in complete_wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "config":
             run["config"].update({key(i): json.loads(i.value_json) for i in record.config.update})
