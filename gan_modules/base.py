@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Literal
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
@@ -34,6 +35,7 @@ from gan_modules.schedules import (  # noqa: F401 (ema_multi_avg_fn and lr_facto
 )
 from gan_modules.specs import from_spec, to_spec
 from gan_modules.tricks.base import DOut, Trick
+from gan_modules.validation import DigitModes, digit_modes_num_samples
 
 
 class GANModule(ImageModule):
@@ -71,6 +73,7 @@ class GANModule(ImageModule):
         sample_seed: int = 0,
         val_num_samples: int = 500,  # CPU-sized (about a minute of Inception on 2 cores); 10000 on a GPU
         val_precision: Literal["32", "bf16"] = "32",
+        val_modes_num_samples: int | None = None,
         channels_last: bool | None = None,
         tricks: list[Trick] | None = None,
     ) -> None:
@@ -103,6 +106,10 @@ class GANModule(ImageModule):
             val_precision: "32" (exact, the default) or "bf16" for the Inception features behind ``val/*``:
                 faster on GPUs and on CPUs with fast bf16, about 1-2% feature error (its effect on FID is
                 measured in ``benchmarks/results/fid.md``). ``evaluate.py`` always uses exact fp32.
+            val_modes_num_samples: generated images behind ``val/modes`` and ``val/kl``, Stacked MNIST's digit-triple
+                coverage (``gan_modules.validation.DigitModes``), after every training epoch. None: 2,600 when the
+                datamodule is a ``StackedMNISTDataModule``, else off; 0 turns it off; a positive count requires
+                Stacked MNIST. KL is biased by N: compare only at equal N (``evaluate.py`` uses 26,000).
             channels_last: train in the channels_last memory layout (faster convolutions on CPU and GPU);
                 None chooses it for networks with 2-D convolutions.
             tricks: training tricks (``gan_modules.tricks``: instance noise, DiffAugment, R1, DRAGAN,
@@ -124,6 +131,11 @@ class GANModule(ImageModule):
         check_lr_decay(lr_decay, lr_decay_start)
         if val_num_samples < 0:
             raise ValueError(f"model.val_num_samples must be >= 0 (0 disables val/fid), got {val_num_samples}")
+        if val_modes_num_samples is not None and val_modes_num_samples < 0:
+            raise ValueError(
+                "model.val_modes_num_samples must be null (Stacked MNIST's default), 0 (off) or positive, got "
+                f"{val_modes_num_samples}"
+            )
         for name, value in (("lr", lr), ("lr_d", lr_d), ("grad_clip_g", grad_clip_g), ("grad_clip_d", grad_clip_d)):
             if value is not None and not value > 0:
                 raise ValueError(f"model.{name} must be positive, got {value}")
@@ -252,6 +264,17 @@ class GANModule(ImageModule):
 
     def validation_fakes(self, inputs: Tensor) -> Tensor:
         return self.generate(inputs)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The image metrics, and Stacked MNIST's modes and KL when ``val_modes_num_samples`` resolves to a count
+        for the fit's datamodule (known once a Trainer holds the model; without one, only a forced count)."""
+        callbacks = super().configure_callbacks()
+        # hparams.get: checkpoints older than the option do not hold it; they get its default.
+        num_samples = digit_modes_num_samples(self.hparams.get("val_modes_num_samples"), self._trainer, self)
+        if num_samples:
+            # One past the sample grid's seed, as ImageMetrics' latents: the same images every epoch.
+            callbacks.append(DigitModes(num_samples, seed=self.hparams.sample_seed + 1))
+        return callbacks
 
     # ------------------------------------------------------------------ optimization
 

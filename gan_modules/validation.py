@@ -7,9 +7,12 @@ A model chooses its suite in ``ImageModule.validation_metrics()``:
   ``validation_inputs(reference, seed)`` (one generator input per reference image: a GAN's seeded latents,
   Pix2Pix's reference images themselves) and ``validation_fakes(inputs)`` (a batch of them -> images in [-1, 1]).
 - ``PointMetrics``: PacGAN's mode coverage of 2-D points and their scatter plot, after every training epoch.
+- ``DigitModes``: Stacked MNIST's digit-triple coverage and KL of generated images, after every training epoch
+  (``GANModule``'s ``val_modes_num_samples``; ``digit_modes_num_samples`` decides when it applies).
 
-The callbacks keep no state a checkpoint needs (``state_dict`` stays empty), and the Inception weights live on
-the callback, outside the model's module tree: no checkpoint holds them and a resumed run does not depend on them.
+The callbacks keep no state a checkpoint needs (``state_dict`` stays empty), and the Inception weights and the
+digit classifier live on the callbacks, outside the model's module tree: no checkpoint holds them and a resumed
+run does not depend on them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
 FAKE_BATCH_SIZE = 256  # generated images per forward pass: bounded memory at any val_num_samples
+# A tenth of VEEGAN's and PacGAN's 26,000 (gan_modules.metrics.digits.NUM_SAMPLES): a few seconds per epoch on
+# 2 CPU cores. KL's floor at this N is about 999 / (2 * 2600) = 0.19 for a perfectly uniform generator.
+VAL_MODES_NUM_SAMPLES = 2_600
 
 
 class ImageMetrics(pl.Callback):
@@ -175,3 +181,78 @@ def plot_epoch_scatter(points: Tensor, mixture: str, score: dict[str, float], pa
              f"{100 * score['high_quality']:.1f}% high quality")  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     plot_points(points, mixture_means(mixture), path, title, MIXTURES[mixture])
+
+
+def digit_modes_num_samples(option: int | None, trainer: pl.Trainer | None, model: pl.LightningModule) -> int:
+    """What ``model.val_modes_num_samples`` comes to for this fit: the images behind ``val/modes``, 0 for none.
+
+    None is ``VAL_MODES_NUM_SAMPLES`` when the trainer's datamodule is a ``StackedMNISTDataModule`` and the model
+    draws images from latents, else 0. A positive count is kept, and refused (ValueError) for a model that draws no
+    images from latents, or for a trainer whose datamodule is not Stacked MNIST; without a trainer (a model asked
+    outside a fit) there is no datamodule to check, and the count stands.
+    """
+    from datamodules.stacked_mnist import StackedMNISTDataModule
+
+    datamodule = getattr(trainer, "datamodule", None)
+    stacked = isinstance(datamodule, StackedMNISTDataModule)
+    from_latents = not getattr(model, "conditional", False)  # Pix2Pix translates images; sample_batches refuses
+    if option is None:
+        return VAL_MODES_NUM_SAMPLES if stacked and from_latents else 0
+    if option > 0 and not from_latents:
+        raise ValueError(
+            f"model.val_modes_num_samples is {option}, but {type(model).__name__} draws no images from latents to "
+            "count digit triples in; set model.val_modes_num_samples to 0"
+        )
+    if option > 0 and trainer is not None and not stacked:
+        found = "no datamodule" if datamodule is None else type(datamodule).__name__
+        raise ValueError(
+            f"model.val_modes_num_samples is {option}, but val/modes and val/kl count Stacked MNIST's digit triples "
+            f"and this fit's data is {found}; train on datamodules.StackedMNISTDataModule, or set "
+            "model.val_modes_num_samples to 0 (off) or null (on for Stacked MNIST only)"
+        )
+    return option
+
+
+class DigitModes(pl.Callback):
+    """Logs ``val/modes`` (how many of the 1,000 digit triples the samples reach), ``val/kl`` (their distribution's
+    KL to uniform, nats) and ``val/modes_num_samples`` after every training epoch on Stacked MNIST
+    (``gan_modules.metrics.digits.StackedMNISTModes``). The images come from ``model.sample_batches(num_samples,
+    ..., seed)``: the same latents every epoch, so the values move with G, not with z.
+
+    Every rank scores the same images (same weights, same latents) with counts of its own (no sum across ranks);
+    all ranks log, so the values stay in step wherever they are reduced.
+    """
+
+    def __init__(self, num_samples: int = VAL_MODES_NUM_SAMPLES, seed: int = 1) -> None:
+        """
+        Args:
+            num_samples: generated images behind each value (KL depends on it; ``evaluate.py`` uses 26,000).
+            seed: seed of the latents.
+        """
+        if num_samples < 1:
+            raise ValueError(f"DigitModes needs num_samples >= 1, got {num_samples}")
+        self.num_samples = num_samples
+        self.seed = seed
+        self._metric = None  # StackedMNISTModes with the shipped classifier, loaded at the first epoch's end
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from gan_modules.metrics.digits import StackedMNISTModes
+
+        if self._metric is None:
+            self._metric = StackedMNISTModes(sync_on_compute=False)
+        metric = self._metric.to(pl_module.device)
+        # Scored in eval mode; each module then gets back its own mode (a frozen part may have been in eval).
+        was_training = {module: module.training for module in pl_module.modules()}
+        pl_module.eval()
+        try:
+            with torch.inference_mode():
+                metric.reset()
+                for images in pl_module.sample_batches(self.num_samples, FAKE_BATCH_SIZE, seed=self.seed):
+                    metric.update(images)
+                result = metric.compute()
+        finally:
+            for module, training in was_training.items():
+                module.train(training)
+        metric.reset()
+        values = {"val/modes": result["modes"], "val/kl": result["kl"], "val/modes_num_samples": result["num_samples"]}
+        pl_module.log_dict(values, sync_dist=True)

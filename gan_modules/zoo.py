@@ -116,8 +116,19 @@ def best_metrics(card: dict[str, Any], num_samples: int | None = None) -> dict[s
     return max(evaluations, key=lambda m: m["num_samples"], default=None)
 
 
+def stacked_mnist_results(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The card's Stacked MNIST modes and KL (``evaluate()``'s ``stacked_mnist``), one per evaluation holding them."""
+    return [m["stacked_mnist"] for m in card.get("metrics") or [] if isinstance(m, dict) and m.get("stacked_mnist")]
+
+
+def format_modes(stacked: dict[str, Any]) -> str:
+    """``1000 modes, KL 0.021 (N=26,000)``: the digit triples reached, KL to uniform and the samples behind both."""
+    return f"{stacked['modes']:.0f} modes, KL {stacked['kl']:.3f} (N={int(stacked['num_samples']):,})"
+
+
 def format_listing(entries: list[Entry], root: Path) -> str:
-    """The table ``--pretrained list`` prints: name, model, data, epochs and FID with its N."""
+    """The table ``--pretrained list`` prints: name, model, data, epochs and FID with its N; for a Stacked MNIST model
+    also its modes and KL with their N (``12.34 (N=10,000); 1000 modes, KL 0.021 (N=26,000)``)."""
     if not entries:
         return f"the zoo at {root} has no entries yet (zoo/README.md says how entries are made)"
     rows = [("name", "model", "data", "seed", "epochs", "FID (N)")]
@@ -128,6 +139,10 @@ def format_listing(entries: list[Entry], root: Path) -> str:
             continue
         metrics = best_metrics(card)
         fid = "-" if metrics is None else f"{metrics['fid']:.2f} (N={metrics['num_samples']:,})"
+        # KL depends on N as FID does: the modes of the evaluation with the most samples.
+        modes = max(stacked_mnist_results(card), key=lambda m: m["num_samples"], default=None)
+        if modes is not None:
+            fid += f"; {format_modes(modes)}"
         model, data = (card[key]["class_path"].rpartition(".")[2] for key in ("model", "data"))
         rows.append((entry.name, model, data, str(card.get("seed", "-")), str(card.get("epochs", "-")), fid))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -353,6 +368,20 @@ def render_card(card: dict[str, Any]) -> str:
             + " | ".join(f"{m.get(k, float('nan')):.3f}" for k in ("precision", "recall", "density", "coverage"))
             + f" | {m.get('num_real', '?')} {ref.get('split', '')} images |"
         )
+    if stacked := stacked_mnist_results(card):
+        lines += [
+            "",
+            "Stacked MNIST: how many of the 1,000 digit triples the samples reach, and the KL (nats) of their "
+            "distribution to uniform, which depends on N (a perfectly uniform generator scores about 999 / (2N)):",
+            "",
+            "| N | modes (of 1000) | KL | digit classifier (sha256) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {int(m['num_samples']):,} | {m['modes']:.0f} | {m['kl']:.4f} | "
+            f"`{str(m.get('classifier_sha256') or '?')[:12]}` |"
+            for m in stacked
+        ]
     lines += [
         "",
         f"`{weights['file']}`: the {weights['network']} state dict ({weights['parameters']:,} parameters, "

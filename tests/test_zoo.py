@@ -121,6 +121,28 @@ def test_pretrained_list_prints_each_entry_with_its_fid_and_n(tmp_path, capsys, 
     assert "has no entries yet" in capsys.readouterr().out
 
 
+def test_a_stacked_mnist_entry_shows_its_modes_and_kl_in_the_list_and_its_readme(zoo_root, tmp_path):
+    def with_modes(card):
+        stacked = {"modes": 1000, "kl": 0.02137, "num_samples": 26_000, "classifier_sha256": "23fb8933609e" + "0" * 52}
+        small = {"modes": 412, "kl": 1.5, "num_samples": 2_600, "classifier_sha256": "23fb8933609e" + "0" * 52}
+        card["metrics"] = [
+            zoo.card_metrics(fake_results(fid=20.0, n=2_000) | {"stacked_mnist": small}),
+            zoo.card_metrics(fake_results(fid=12.34) | {"stacked_mnist": stacked}),
+        ]
+
+    other = copied_entry(zoo_root, tmp_path, with_modes)
+    listing = zoo.format_listing(zoo.list_entries(other), other)
+    (line,) = [line for line in listing.splitlines() if line.startswith(NAME)]
+    # FID at its largest N, and the modes and KL of the evaluation with the most samples, each with its N.
+    assert line.endswith("12.34 (N=10,000); 1000 modes, KL 0.021 (N=26,000)")
+    readme = zoo.render_card(zoo.read_card(NAME, other))
+    assert "| 26,000 | 1000 | 0.0214 | `23fb8933609e` |" in readme and "| 2,600 | 412 | 1.5000 |" in readme
+    # An entry without them (every image model but Stacked MNIST's) shows neither.
+    plain = zoo.read_card(NAME, zoo_root)
+    assert "modes" not in zoo.format_listing(zoo.list_entries(zoo_root), zoo_root)
+    assert "Stacked MNIST" not in zoo.render_card(plain) and "| 10,000 | 12.50 |" in zoo.render_card(plain)
+
+
 def test_evaluate_pretrained_uses_the_cards_data_and_writes_outside_the_zoo(zoo_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["--pretrained", NAME, "--num_samples", "6", "--device", "cpu"]
