@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "gan_modules.validation",
             "gan_modules.adversarial",
             "gan_modules.schedules",
+            "gan_modules.sampling",
         ),
     ),  # fmt: skip
     (

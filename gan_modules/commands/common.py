@@ -1,4 +1,5 @@
-"""What the commands share: a checkpoint loaded as the kind of model a command needs.
+"""What the commands share: a checkpoint loaded as the kind of model a command needs, its run's datamodule, and
+the sampler flags of ``generate`` and ``evaluate``.
 
 ``checkpoints.load_model`` rebuilds any image model safely; here a command names the base class it needs
 (a GAN for ``generate`` and ``evaluate``), so a detector or face-swap checkpoint is refused in one line.
@@ -6,11 +7,16 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import yaml
 
+from datamodules.base import ImageDataModule
+from gan_modules import sampling
 from gan_modules.base import GANModule
 from gan_modules.checkpoints import load_model
 from gan_modules.core import to_uint8
@@ -46,3 +52,67 @@ def open_generator(
 def sample_uint8(model: GANModule, count: int, seed: int) -> torch.Tensor:
     """``count`` images from a GAN's sampling (EMA) generator, latents seeded by ``seed``, as uint8 on the CPU."""
     return torch.cat([to_uint8(batch).cpu() for batch in model.sample_batches(count, batch_size=500, seed=seed)])
+
+
+def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModule:
+    """Rebuilds the datamodule from the ``config.yaml`` the CLI saved in the checkpoint's run folder."""
+    for folder in (ckpt_path.parent, *ckpt_path.parents):
+        config_path = folder / "config.yaml"
+        if config_path.is_file():
+            break
+    else:
+        raise FileNotFoundError(
+            f"no config.yaml found above {ckpt_path}, so its dataset is unknown; pass a checkpoint inside a run folder "
+            "made by train.py (<run>/config.yaml, <run>/checkpoints/*.ckpt)"
+        )
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
+    if "class_path" not in data:
+        raise ValueError(f"{config_path} has no data.class_path; cannot tell which dataset the model was trained on")
+    init_args = dict(data.get("init_args") or {})
+    if data_dir is not None:
+        init_args["data_dir"] = data_dir
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)(**init_args)
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--sampler``, ``--truncation``, ``--drs_percentile`` and ``--mh_k`` (``gan_modules.sampling``)."""
+    parser.add_argument(
+        "--sampler",
+        choices=sampling.SAMPLERS,
+        default="plain",
+        help="plain; drs (discriminator rejection sampling, Azadi et al. 2019) or mh (MH-GAN, Turner et al. 2019), "
+        "both with D calibrated on the held-out split: they need a checkpoint, not a zoo entry",
+    )
+    parser.add_argument(
+        "--truncation",
+        type=float,
+        default=float("inf"),
+        metavar="PSI",
+        help="redraw every latent coordinate with |z| > PSI (default inf: no truncation)",
+    )
+    parser.add_argument(
+        "--drs_percentile",
+        type=float,
+        default=sampling.DRS_PERCENTILE,
+        help="DRS: gamma puts this quantile of F over the burn-in at zero (the paper's 0.95); lower keeps more",
+    )
+    parser.add_argument("--mh_k", type=int, default=sampling.MH_K, help="MH-GAN: proposals per output image")
+
+
+def check_sampler(method: str, truncation: float, drs_percentile: float, mh_k: int, pretrained: str | None) -> None:
+    """Refuses sampler settings that cannot work before anything is loaded: a bad psi, percentile or K, or a
+    D-driven sampler for a zoo entry (only its generator is stored; its discriminator is untrained)."""
+    sampling.check_settings(method, truncation, drs_percentile, mh_k)
+    if pretrained is not None and method != "plain":
+        raise ValueError(
+            f"--sampler {method} needs the trained discriminator, and a zoo entry keeps only its generator; "
+            "pass --ckpt_path with the run's checkpoint"
+        )
+
+
+def held_out_split(datamodule: ImageDataModule) -> tuple[str, torch.utils.data.Dataset]:
+    """(name, dataset) of the real images D-driven samplers calibrate on: the datamodule's reference split."""
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    return datamodule.reference_split()

@@ -18,59 +18,43 @@ of the 1,000 digit triples it reaches and the KL of its triple distribution to t
 whatever ``--num_samples`` is (FID's usual N is 10,000; KL, like FID, depends on N). One seeded stream serves
 both: its first ``--num_samples`` images for FID, its first ``--modes_num_samples`` for the modes, so only FID's
 share goes through Inception.
+
+``--truncation PSI`` redraws every latent coordinate beyond PSI; ``--sampler drs`` (discriminator rejection
+sampling) or ``--sampler mh`` (MH-GAN) picks the images with the checkpoint's discriminator, calibrated on the
+reference split's first images (``gan_modules.sampling``: so those real images are both D's calibration set and
+FID's reference; a datamodule without a held-out split is refused). The table and the JSON name the sampler, psi
+and the acceptance rate, and the JSON's file name carries them (``..._metrics_n10000_drs_psi0.7.json``), so no
+two settings write the same file.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from datamodules.base import ImageDataModule
 from datamodules.stacked_mnist import StackedMNISTDataModule
 from gan_modules import metrics as gan_metrics
 from gan_modules import zoo
-from gan_modules.commands.common import load_gan
+from gan_modules.commands.common import add_sampler_arguments, check_sampler, datamodule_from_run, load_gan
 from gan_modules.io import atomic_text, resolve_device
 from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.digits import NUM_SAMPLES as MODES_NUM_SAMPLES
 from gan_modules.metrics.digits import WEIGHTS_SHA256, StackedMNISTModes, load_digit_classifier
 from gan_modules.metrics.reference import reference_features
+from gan_modules.sampling import DRS_PERCENTILE, MH_K, Sampler, describe_text, settings_suffix
 
 DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 recommend at least 10k)
 DEFAULT_BATCH_SIZE = 100  # images per generator and Inception batch
 
 
-def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModule:
-    """Rebuilds the datamodule from the ``config.yaml`` the CLI saved in the checkpoint's run folder."""
-    for folder in (ckpt_path.parent, *ckpt_path.parents):
-        config_path = folder / "config.yaml"
-        if config_path.is_file():
-            break
-    else:
-        raise FileNotFoundError(
-            f"no config.yaml found above {ckpt_path}; evaluate expects a checkpoint inside a run folder "
-            "made by train.py (<run>/config.yaml, <run>/checkpoints/*.ckpt)"
-        )
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
-    if "class_path" not in data:
-        raise ValueError(f"{config_path} has no data.class_path; cannot tell which dataset the model was trained on")
-    init_args = dict(data.get("init_args") or {})
-    if data_dir is not None:
-        init_args["data_dir"] = data_dir
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)(**init_args)
-
-
 @torch.inference_mode()
 def generated_features(
-    model,
+    sampler: Sampler,
     network,
     num_samples: int,
     batch_size: int,
@@ -78,13 +62,13 @@ def generated_features(
     modes: StackedMNISTModes | None = None,
     modes_num_samples: int = 0,
 ) -> torch.Tensor:
-    """Features of ``num_samples`` images from the model's sampling generator, on fixed-seed latents.
+    """Features of ``num_samples`` images from ``sampler`` (the model's sampling generator), seeded with ``seed``.
 
     With ``modes``, the first ``modes_num_samples`` images of the same stream are also classified into it.
     """
     total = max(num_samples, modes_num_samples if modes is not None else 0)
     features, seen = [], 0
-    for images in model.sample_batches(total, batch_size, seed):
+    for images in sampler.batches(total, batch_size, seed):
         if seen < num_samples:
             features.append(extract_features(network, images[: num_samples - seen]))
         if modes is not None and seen < modes_num_samples:
@@ -104,11 +88,16 @@ def evaluate(
     pretrained: str | None = None,
     zoo_root: str | Path | None = None,
     modes_num_samples: int | None = None,
+    sampler: str = "plain",
+    truncation: float = float("inf"),
+    drs_percentile: float = DRS_PERCENTILE,
+    mh_k: int = MH_K,
 ) -> dict:
     """Runs the evaluation and returns the results dict that ``main`` prints and saves.
 
     ``pretrained`` names a zoo entry to evaluate instead of ``ckpt_path`` (pass None for the other).
     ``modes_num_samples``: Stacked MNIST models only; None is the protocol's 26,000, 0 skips modes and KL.
+    ``sampler``, ``truncation``, ``drs_percentile``, ``mh_k``: how the images are drawn (``gan_modules.sampling``).
     """
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}")
@@ -118,6 +107,7 @@ def evaluate(
     dev = resolve_device(device)
     if (ckpt_path is None) == (pretrained is None):
         raise ValueError("pass exactly one of --ckpt_path (a checkpoint) and --pretrained (a zoo entry)")
+    check_sampler(sampler, truncation, drs_percentile, mh_k, pretrained)
     if pretrained is not None:
         model = zoo.load_entry(pretrained, root=zoo_root, map_location=dev)
         datamodule = zoo.entry_datamodule(pretrained, data_dir, root=zoo_root)
@@ -136,6 +126,7 @@ def evaluate(
     datamodule.prepare_data()
     datamodule.setup("validate")
     split, dataset = datamodule.reference_split()
+    image_sampler = Sampler(model, sampler, truncation, (split, dataset), drs_percentile=drs_percentile, mh_k=mh_k)
     if (note := sample_count_note(num_samples, split, len(dataset))) is not None:
         print(note, file=sys.stderr, flush=True)  # before the long part: generating and embedding
     network = gan_metrics.feature_network(precision=feature_precision, num_images=num_samples).to(dev)
@@ -151,7 +142,7 @@ def evaluate(
     )
     reference_done = time.perf_counter()
     fake = generated_features(
-        model,
+        image_sampler,
         network,
         num_samples=num_samples,
         batch_size=batch_size,
@@ -183,6 +174,7 @@ def evaluate(
         "feature_network_sha256": checksum,
         "feature_precision": feature_precision,
         "generator": "generator_ema" if model.generator_ema is not None else "generator",
+        "sampler": image_sampler.describe(),
         "checkpoint": None if ckpt_path is None else str(ckpt_path),
         "pretrained": pretrained,
         "seed": seed,
@@ -222,6 +214,7 @@ def format_table(results: dict) -> str:
             ("KL", f"{stacked['kl']:.4f} (to uniform over the 1000 triples)"),
         ]
     rows += [
+        ("sampler", describe_text(results["sampler"])),
         ("samples", f"{results['num_fake']} generated vs {results['num_real']} {results['reference']['split']}"),
         ("reference", "cached" if results["reference"]["cached"] else "computed and cached"),
         ("time", f"{results['seconds']['total']:.1f} s on {results['device']}"),
@@ -258,6 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="32",
         help="Inception precision: 32 (exact, the standard numbers) or bf16 (faster, approximate; for comparison)",
     )
+    add_sampler_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -266,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pretrained == "list":
         print(zoo.format_listing(zoo.list_entries(), zoo.zoo_root()))
         return 0
-    suffix = "" if args.feature_precision == "32" else f"_{args.feature_precision}"
+    suffix = settings_suffix(args.sampler, args.truncation, args.drs_percentile, args.mh_k)
+    suffix += "" if args.feature_precision == "32" else f"_{args.feature_precision}"
     try:
         out = zoo.metrics_out_path(args.pretrained, args.num_samples, args.out, suffix) if args.pretrained else None
         results = evaluate(
@@ -279,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             feature_precision=args.feature_precision,
             pretrained=args.pretrained,
             modes_num_samples=args.modes_num_samples,
+            sampler=args.sampler,
+            truncation=args.truncation,
+            drs_percentile=args.drs_percentile,
+            mh_k=args.mh_k,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,32 +6,62 @@ another) and a GIF walking through latent space (``--walk walk.gif``).
 Existing files are never overwritten: the output folder must be new or empty, every file new.
 ``--pretrained NAME`` samples from the model zoo's entry NAME (``gan_modules.zoo``) instead of a checkpoint;
 ``--pretrained list`` prints the zoo.
+
+``--truncation PSI`` redraws every latent coordinate beyond PSI; ``--sampler drs`` (discriminator rejection
+sampling) or ``--sampler mh`` (MH-GAN) picks the images with the checkpoint's discriminator, calibrated on real
+images it never trained on (the run's held-out split; ``gan_modules.sampling``). They apply to ``--out_dir`` and
+``--grid``; every PNG written says in its text chunks which sampler and psi made it, and the last line reports the
+acceptance rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torchvision.utils import make_grid, save_image
 
 from gan_modules import zoo
 from gan_modules.base import GANModule
-from gan_modules.commands.common import load_gan
+from gan_modules.commands.common import (
+    add_sampler_arguments,
+    check_sampler,
+    datamodule_from_run,
+    held_out_split,
+    load_gan,
+)
 from gan_modules.io import atomic_folder, atomic_write, grid_rows, resolve_device
+from gan_modules.sampling import Sampler, describe_text
 from gan_modules.visualize import interpolation_latents, save_gif, walk_frames
 
 
 @torch.inference_mode()
-def generate_images(model: GANModule, num_images: int, batch_size: int, seed: int) -> torch.Tensor:
-    """num_images images [N, C, H, W] in [-1, 1] from seeded latents (same seed, same images)."""
-    return torch.cat([images.cpu() for images in model.sample_batches(num_images, batch_size, seed)])
+def generate_images(
+    model: GANModule, num_images: int, batch_size: int, seed: int, sampler: Sampler | None = None
+) -> torch.Tensor:
+    """num_images images [N, C, H, W] in [-1, 1] from seeded latents (same seed, same images), drawn by
+    ``sampler`` (default: plain, untruncated)."""
+    sampler = sampler if sampler is not None else Sampler(model)
+    return torch.cat([images.cpu() for images in sampler.batches(num_images, batch_size, seed)])
 
 
-def _atomic_save(tensor: torch.Tensor, path: Path) -> None:
-    atomic_write(path, lambda tmp: save_image(tensor, tmp))
+def save_png(tensor: torch.Tensor, path: Path, text: dict[str, str]) -> None:
+    """``save_image``'s PNG (a batch as a grid) with ``text`` as PNG text chunks (``Image.open(path).text``)."""
+    buffer = io.BytesIO()
+    save_image(tensor, buffer, format="PNG")  # save_image passes no PNG options on, so the chunks are added here
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    Image.open(buffer).save(path, format="PNG", pnginfo=info)
+
+
+def _atomic_save(tensor: torch.Tensor, path: Path, text: dict[str, str]) -> None:
+    atomic_write(path, lambda tmp: save_png(tensor, tmp, text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_sampler_arguments(parser)
+    parser.add_argument("--data_dir", default=None, help="drs/mh: the held-out images' folder (default: config.yaml's)")
     args = parser.parse_args(argv)
     if args.pretrained == "list":
         print(zoo.format_listing(zoo.list_entries(), zoo.zoo_root()))
@@ -63,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.num_images < 1 or args.batch_size < 1:
             raise ValueError("--num_images and --batch_size must be positive")
+        check_sampler(args.sampler, args.truncation, args.drs_percentile, args.mh_k, args.pretrained)
+        if (args.sampler != "plain" or args.truncation != float("inf")) and not (args.out_dir or args.grid):
+            raise ValueError("--sampler and --truncation apply to --out_dir and --grid images; pass one of them")
         if args.walk and args.walk_keys < 2:
             raise ValueError(f"--walk_keys must be at least 2, got {args.walk_keys}")
         out_dir = Path(args.out_dir).expanduser() if args.out_dir else None
@@ -85,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             model = zoo.load_entry(args.pretrained, map_location=device)
         else:
             model = load_gan(args.ckpt_path, map_location=device).eval()
-        images = generate_images(model, args.num_images, args.batch_size, args.seed) if out_dir or grid_path else None
+        held_out = None
+        if args.sampler != "plain":
+            held_out = held_out_split(datamodule_from_run(Path(args.ckpt_path).expanduser(), args.data_dir))
+        sampler = Sampler(
+            model, args.sampler, args.truncation, held_out, drs_percentile=args.drs_percentile, mh_k=args.mh_k
+        )
+        images = None
+        if out_dir or grid_path:
+            images = generate_images(model, args.num_images, args.batch_size, args.seed, sampler)
         if args.interpolate:
             z_interp = interpolation_latents(model.latent_dim, args.pairs, args.steps, seed=args.seed)
             interp = torch.cat([model.generate(z).cpu() for z in z_interp.split(args.batch_size)])
@@ -93,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
+    source = "EMA generator" if model.generator_ema is not None else "generator"
+    origin = f"zoo entry {args.pretrained}" if args.pretrained else f"checkpoint {args.ckpt_path}"
+    labels = {"Software": "gan_modules generate.py", "Source": f"the {source} of {type(model).__name__}, {origin}"}
     if args.interpolate:
         path = files["--interpolate"]
-        _atomic_save(make_grid(interp.add(1).div(2), nrow=args.steps), path)
+        latents = "slerp between N(0, I) latents: no sampler, no truncation"
+        _atomic_save(make_grid(interp.add(1).div(2), nrow=args.steps), path, {**labels, "Latents": latents})
         print(f"wrote a {args.pairs} x {args.steps} slerp interpolation grid to {path}")
     if args.walk:
         path = files["--walk"]
@@ -106,18 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     if images is None:
         return 0
     unit = images.add(1).div(2)  # [-1, 1] -> [0, 1]; save_image rounds to uint8 like any PNG writer
+    drawn = describe_text(sampler.describe())
+    labels |= {"Sampler": drawn, "Seed": str(args.seed)}
     if out_dir is not None:
         width = len(str(len(unit) - 1))
         with atomic_folder(out_dir) as tmp:  # all images or none: an interrupted run leaves no half-filled folder
             for i, image in enumerate(unit):
-                save_image(image, tmp / f"{i:0{width}d}.png")
+                save_png(image, tmp / f"{i:0{width}d}.png", labels)
         print(f"wrote {len(unit)} images to {out_dir}")
     if grid_path is not None:
-        _atomic_save(make_grid(unit, nrow=grid_rows(len(unit))), grid_path)
+        _atomic_save(make_grid(unit, nrow=grid_rows(len(unit))), grid_path, labels)
         print(f"wrote a {len(unit)}-image grid to {grid_path}")
-    source = "EMA generator" if model.generator_ema is not None else "generator"
     entry = f" (zoo entry {args.pretrained})" if args.pretrained else ""
-    print(f"sampled from the {source} of {type(model).__name__}{entry}, seed {args.seed}")
+    print(f"sampled from the {source} of {type(model).__name__}{entry}, seed {args.seed}; sampler {drawn}")
     return 0
 
 

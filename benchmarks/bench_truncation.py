@@ -1,0 +1,140 @@
+"""FID, precision and recall against the truncation psi, for one checkpoint or zoo entry.
+
+    python -m benchmarks.bench_truncation --ckpt_path runs/quality/dcgan_mnist-s42/<stamp>/checkpoints/last.ckpt
+    python -m benchmarks.bench_truncation --pretrained dcgan_mnist-seed42 --num_samples 10000
+
+For each psi of ``--psi`` (default 0.5 0.7 1.0 1.5 inf) the model is evaluated as ``evaluate.py --truncation psi``
+does it (plain sampler: every latent coordinate beyond psi drawn again, ``gan_modules.sampling``): ``N`` fixed-seed
+samples against the first ``N`` images of the reference split, exact fp32 TF-Inception. The reference features are
+cached, so every psi after the first only generates and embeds its fakes. Fidelity (precision) should rise and
+diversity (recall) fall as psi shrinks; FID says where the trade is best. Writes ``truncation.json``,
+``truncation.md`` and ``truncation.png`` to ``benchmarks/results/`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import header, machine  # noqa: E402
+from benchmarks.tables import write_json, write_markdown  # noqa: E402
+from gan_modules.commands.evaluate import DEFAULT_NUM_SAMPLES, evaluate  # noqa: E402
+from gan_modules.io import atomic_write  # noqa: E402
+from gan_modules.sampling import psi_text  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PSIS = (0.5, 0.7, 1.0, 1.5, math.inf)
+METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
+
+
+def run(
+    ckpt_path: str | None,
+    pretrained: str | None,
+    psis: tuple[float, ...],
+    num_samples: int,
+    data_dir: str | None,
+    device: str,
+    out: Path,
+    command: str,
+) -> dict:
+    start = time.perf_counter()
+    rows = []
+    for psi in psis:
+        print(f"== psi {psi_text(psi)}", flush=True)
+        result = evaluate(
+            ckpt_path, num_samples=num_samples, data_dir=data_dir, device=device, pretrained=pretrained, truncation=psi
+        )
+        rows.append({"psi": None if math.isinf(psi) else psi, **{m: result[m] for m in METRICS},
+                     "sampler": result["sampler"], "eval_s": result["seconds"]["total"]})  # fmt: skip
+        print(f"psi {psi_text(psi)}: FID {result['fid']:.3f}, precision {result['precision']:.4f}, "
+              f"recall {result['recall']:.4f}", flush=True)  # fmt: skip
+    results = {
+        "machine": machine(),
+        "model": pretrained if pretrained is not None else ckpt_path,
+        "num_samples": num_samples,
+        "reference": result["reference"],
+        "sampler": "plain",
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+    }
+    write(results, out, command)
+    return results
+
+
+def write(results: dict, out: Path, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "truncation.json", results)
+    n, split = results["num_samples"], results["reference"]["split"]
+    lines = header(f"FID, precision and recall against truncation psi at N = {n:,}", results["machine"], command)
+    lines += [
+        f"Model: `{results['model']}`. Sampler: {results['sampler']} (no DRS or MH-GAN), every latent coordinate with "
+        f"|z| > psi drawn again (psi = inf: no truncation). Each row: {n:,} fixed-seed samples against the first "
+        f"{n:,} images of the {split!r} split, exact fp32 TF-Inception pool3. Plot: `truncation.png`. "
+        f"Total time {results['seconds'] / 60:.1f} min.",
+        "",
+        "| sampler | psi | FID | KID (x1000) | precision | recall | density | coverage | eval |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        psi = "inf" if row["psi"] is None else psi_text(row["psi"])
+        lines.append(
+            f"| {row['sampler']['name']} | {psi} | {row['fid']:.3f} | {row['kid'] * 1000:.3f} | {row['precision']:.4f} "
+            f"| {row['recall']:.4f} | {row['density']:.4f} | {row['coverage']:.4f} | {row['eval_s']:.0f} s |"
+        )
+    write_markdown(out / "truncation.md", lines)
+    plot(results, out / "truncation.png")
+    print(f"wrote {out / 'truncation.md'}", flush=True)
+
+
+def plot(results: dict, path: Path) -> None:
+    """FID (left axis) and precision / recall (right axis) against psi; psi = inf drawn one step right of the rest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    finite = [row["psi"] for row in rows if row["psi"] is not None]
+    inf_at = (max(finite) + 0.5) if finite else 1.0
+    x = [inf_at if row["psi"] is None else row["psi"] for row in rows]
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), constrained_layout=True)
+    ax.plot(x, [row["fid"] for row in rows], marker="o", color="C0", label="FID")
+    ax.set_xlabel("truncation psi")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_xticks(x, ["inf" if row["psi"] is None else psi_text(row["psi"]) for row in rows])
+    right = ax.twinx()
+    right.plot(x, [row["precision"] for row in rows], marker="s", linestyle="--", color="C1", label="precision")
+    right.plot(x, [row["recall"] for row in rows], marker="^", linestyle="--", color="C2", label="recall")
+    right.set_ylabel("precision, recall")
+    right.set_ylim(0, 1.02)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], frameon=False, fontsize=8, loc="center left")
+    ax.set_title(f"{results['sampler']} sampler, N = {results['num_samples']:,}: {results['model']}", fontsize=8)
+    ax.grid(alpha=0.3)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="a checkpoint written by train.py")
+    source.add_argument("--pretrained", metavar="NAME", help="an entry of the model zoo")
+    parser.add_argument("--psi", type=float, nargs="+", default=list(PSIS), help="truncation values (inf: none)")
+    parser.add_argument("--num_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="generated (and real) images")
+    parser.add_argument("--data_dir", default=None, help="dataset folder (default: the run's or the card's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results files")
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks.bench_truncation " + " ".join(sys.argv[1:] if argv is None else argv)
+    run(args.ckpt_path, args.pretrained, tuple(args.psi), args.num_samples, args.data_dir, args.device, args.out,
+        command.strip())  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
