@@ -2,7 +2,7 @@
 
     python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures), the
                                          # tricks' MNIST ablation, progress bar, quality table (N = 10,000),
-                                         # fake detection, face swap
+                                         # Stacked MNIST (an hour per row and seed), fake detection, face swap
     python -m benchmarks --quick         # a few minutes, CI-sized; writes benchmarks/results/quick/
     python -m benchmarks --only fid_speed throughput
 
@@ -30,11 +30,13 @@ from benchmarks import (  # noqa: E402
     bench_throughput,
     bench_tricks,
     quality,
+    stacked_mnist,
 )
 from gan_modules import zoo  # noqa: E402
 
 SECTIONS = (
-    "throughput", "loader", "fid_speed", "tricks", "ablation", "progress_bar", "quality", "detect", "faceswap",
+    "throughput", "loader", "fid_speed", "tricks", "ablation", "progress_bar", "quality", "stacked_mnist", "detect",
+    "faceswap",
 )  # fmt: skip
 
 
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         elif section == "quality":
             # The full table keeps and exports its rows' generators in the model zoo; --quick never touches it.
             quality.run(args.quick, args.data_dir, command, zoo_root=None if args.quick else zoo.zoo_root())
+        elif section == "stacked_mnist":
+            zoo_root = None if args.quick else zoo.zoo_root()
+            stacked_mnist.run(args.quick, args.data_dir, command, zoo_root=zoo_root)
         elif section == "detect":
             bench_detect.run(args.quick, args.data_dir, command)
         elif section == "faceswap":

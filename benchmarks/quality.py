@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -153,6 +154,8 @@ def training_chain(run: Path, config: dict | None = None) -> list[tuple[Path, fl
 
 
 def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
+    """``evaluate.py``'s figures for ``run``'s last.ckpt at ``num_samples`` (stored beside it and reused), with
+    the run's training time, epochs and precision; Stacked MNIST runs also carry their ``stacked_mnist`` modes."""
     ckpt = run / "checkpoints" / "last.ckpt"
     stored = run / "checkpoints" / f"last_metrics_n{num_samples}.json"
     if stored.is_file():
@@ -165,6 +168,7 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
     epochs = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
     return {
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
+        **{k: results[k] for k in ("stacked_mnist",) if k in results},
         "num_fake": results["num_fake"],
         "num_real": results["num_real"],
         "eval_s": results["seconds"]["total"],
@@ -180,10 +184,14 @@ def zoo_name(config: str, seed: int) -> str:
     return f"{Path(config).stem}-seed{seed}"
 
 
-def zoo_row(config: str, seed: int, n: int, extra: list[str], zoo_root: Path, reevaluate: bool, data_dir: str):
-    """The row of (config, seed) from its zoo entry (the run folder being gone): the card's evaluation at ``n``,
-    or with ``reevaluate`` a new one of the entry's generator. None without an entry of the same settings."""
-    name = zoo_name(config, seed)
+def zoo_row(
+    config: str, seed: int, n: int, extra: list[str], zoo_root: Path, reevaluate: bool, data_dir: str,
+    name: str | None = None,
+) -> dict | None:  # fmt: skip
+    """The row of (config, seed) from its zoo entry ``name`` (default ``<config stem>-seed<seed>``; the run
+    folder being gone): the card's evaluation at ``n``, or with ``reevaluate`` a new one of the entry's
+    generator. None without an entry of the same settings."""
+    name = name or zoo_name(config, seed)
     try:
         card = zoo.read_card(name, zoo_root)
     except FileNotFoundError:
@@ -210,6 +218,7 @@ def zoo_row(config: str, seed: int, n: int, extra: list[str], zoo_root: Path, re
         "seed": seed,
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
         **{k: results[k] for k in ("num_fake", "num_real")},
+        **{k: results[k] for k in ("stacked_mnist",) if k in results},
         "eval_s": results["seconds"]["total"],
         "train_s": training.get("seconds"),
         "resumed_from": training.get("resumed_from") or [],
@@ -222,9 +231,10 @@ def zoo_row(config: str, seed: int, n: int, extra: list[str], zoo_root: Path, re
     }
 
 
-def export_row(folder: Path, row: dict, n: int, extra: list[str], zoo_root: Path) -> None:
-    """Keeps a finished row's final EMA generator as zoo entry ``<config stem>-seed<seed>``; never replaces one."""
-    name = zoo_name(row["config"], row["seed"])
+def export_row(folder: Path, row: dict, n: int, extra: list[str], zoo_root: Path, name: str | None = None) -> None:
+    """Keeps a finished row's final EMA generator as zoo entry ``name`` (default ``<config stem>-seed<seed>``);
+    never replaces one."""
+    name = name or zoo_name(row["config"], row["seed"])
     try:
         if (zoo_root / name).exists():
             kept = (zoo.read_card(name, zoo_root).get("source") or {}).get("run")
@@ -235,8 +245,9 @@ def export_row(folder: Path, row: dict, n: int, extra: list[str], zoo_root: Path
             return
         results = json.loads((folder / "checkpoints" / f"last_metrics_n{n}.json").read_text())
         trained = " ".join(["python train.py --config", f"configs/{row['config']}", f"--seed_everything {row['seed']}"])
+        command = " ".join([trained, shlex.join(extra)]).strip()
         path = zoo.export_run(
-            folder, name, [results], root=zoo_root, command=" ".join([trained, *extra]), train_seconds=row["train_s"],
+            folder, name, [results], root=zoo_root, command=command, train_seconds=row["train_s"],
             machine=row["machine"], training={"resumed_from": row["resumed_from"]},
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as err:

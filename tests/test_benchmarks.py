@@ -252,3 +252,77 @@ def test_quality_takes_the_run_it_just_trained_without_rechecking(tmp_path, monk
     monkeypatch.setattr(quality.subprocess, "run", train_py)
     run = quality.train("dcgan_mnist.yaml", 42, [], tmp_path)
     assert run == tmp_path / "dcgan_mnist-s42" / "20260101-000000"
+
+
+def stacked_row(row, seed, modes, kl, train_s=3000.0):
+    from benchmarks import stacked_mnist
+
+    config, args, label = stacked_mnist.ROWS[row]
+    stats = {"modes": modes, "kl": kl, "num_samples": 26_000}
+    return {"row": row, "label": label, "args": args, "config": config, "seed": seed, "epochs": 4,
+            **fake_metrics(20.0), "stacked_mnist": stats, "train_s": train_s, "eval_s": 300.0}  # fmt: skip
+
+
+def test_stacked_mnist_table_states_modes_published_rows_and_the_goal(tmp_path):
+    from benchmarks import stacked_mnist
+
+    m = machine.machine()
+    runs = [stacked_row("dcgan", 42, 640, 1.2345), stacked_row("r3gan", 42, 1000, 0.0211)]
+    stacked_mnist.write({"machine": m, "num_samples": 10_000, "quick": False, "runs": runs}, tmp_path, "cmd")
+    text = (tmp_path / "stacked_mnist.md").read_text()
+    assert "| R3GAN-style (RpGAN + R1 + R2) | stacked_mnist_r3gan.yaml | 42 | 4 | 1000 | 0.0211 | 20.00 |" in text
+    assert "| DCGAN (dcgan_mnist.yaml's tuned settings) | stacked_mnist_dcgan.yaml | 42 | 4 | 640 | 1.2345 |" in text
+    assert "| PacDCGAN2 | 1000 | 0.06 | PacGAN (Lin et al. 2018), Table 2 |" in text
+    assert "**so far (1 of 2 seeds measured, each meets it)**" in text
+    # A second seed that misses the KL, or one that took more than the hour, fails the goal.
+    for late in (stacked_row("r3gan", 43, 1000, 0.05), stacked_row("r3gan", 43, 1000, 0.02, train_s=3700.0)):
+        assert stacked_mnist.goal_met([*runs, late]) == "no (2 of 2 seeds measured)"
+    assert stacked_mnist.goal_met([*runs, stacked_row("r3gan", 43, 1000, 0.02)]) == "yes (2 seeds)"
+    assert stacked_mnist.goal_met(runs[:1]) == "not measured"
+
+
+def test_stacked_mnist_rows_train_their_own_change_in_their_own_folder_and_keep_earlier_rows(tmp_path, monkeypatch):
+    from benchmarks import stacked_mnist
+
+    stored = {"machine": machine.machine(), "num_samples": 10_000, "quick": False,
+              "runs": [stacked_row("dcgan", 42, 500, 2.0), stacked_row("r3gan", 42, 990, 0.1)]}  # fmt: skip
+    (tmp_path / "stacked_mnist.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    trained = []
+
+    def train(config, seed, extra, root):
+        trained.append((config, seed, extra, root))
+        return tmp_path / "run"
+
+    monkeypatch.setattr(quality, "train", train)
+    stats = {"modes": 1000, "kl": 0.02, "num_samples": 26_000}
+    new = {"epochs": 4, "train_precision": "bf16-mixed", "train_s": 3500.0, "eval_s": 300.0, "run": "x"}
+    monkeypatch.setattr(quality, "evaluate_run", lambda f, n, d: {**fake_metrics(9.0), "stacked_mnist": stats, **new})
+    results = stacked_mnist.run(False, str(tmp_path), "cmd", ["dcgan-pacgan2", "r3gan"], [42])
+    config, seed, extra, root = trained[0]
+    assert (config, seed, extra) == ("stacked_mnist_dcgan.yaml", 42, stacked_mnist.PACGAN2)
+    assert root.name == "dcgan-pacgan2" and trained[1][3] == root.parent  # plain rows share runs/stacked_mnist
+    assert [(r["row"], r["stacked_mnist"]["modes"]) for r in results["runs"]] == [
+        ("dcgan", 500), ("dcgan-pacgan2", 1000), ("r3gan", 1000)  # the stored r3gan row was measured again
+    ]  # fmt: skip
+    assert stacked_mnist.zoo_name("dcgan-pacgan2", 42) == "stacked_mnist_dcgan-pacgan2-seed42"
+    assert stacked_mnist.zoo_name("r3gan", 43) == "stacked_mnist_r3gan-seed43"
+    assert json.loads((tmp_path / "stacked_mnist.json").read_text())["runs"] == results["runs"]
+
+
+def test_truncation_table_names_the_sampler_and_every_psi(tmp_path):
+    from benchmarks import bench_truncation
+
+    rows = [
+        {"psi": psi, **fake_metrics(fid), "sampler": {"name": "plain", "truncation": psi}, "eval_s": 30.0}
+        for psi, fid in ((0.5, 9.0), (1.0, 4.25), (None, 3.5))
+    ]
+    results = {"machine": machine.machine(), "model": "runs/x/checkpoints/last.ckpt", "num_samples": 10_000,
+               "reference": {"split": "val"}, "sampler": "plain", "rows": rows, "seconds": 90.0}  # fmt: skip
+    bench_truncation.write(results, tmp_path, "cmd")
+    text = (tmp_path / "truncation.md").read_text()
+    assert "Sampler: plain (no DRS or MH-GAN)" in text and "`runs/x/checkpoints/last.ckpt`" in text
+    assert "| plain | 0.5 | 9.000 | 1.000 | 0.7000 | 0.6000 | 0.9000 | 0.8000 | 30 s |" in text
+    assert "| plain | inf | 3.500 |" in text
+    assert json.loads((tmp_path / "truncation.json").read_text())["rows"][2]["psi"] is None
+    assert (tmp_path / "truncation.png").stat().st_size > 0
