@@ -177,7 +177,9 @@ def test_training_logs_val_fid_keeps_best_checkpoint_and_no_metric_weights(tmp_p
     assert not any("fid" in k or "inception" in k or "_val" in k for k in ckpt["state_dict"])
 
 
-def test_evaluate_twice_uses_the_reference_cache(tmp_path, capsys):
+def test_evaluate_twice_uses_the_reference_cache(tmp_path, capsys, monkeypatch):
+    # A cache of its own: other tests may have cached the same synthetic reference in the session's shared one.
+    monkeypatch.setenv("GAN_MODULES_CACHE", str(tmp_path / "cache"))
     fit(tmp_path, "vanilla_mnist.yaml", *CSV_ONLY, "--model.val_num_samples", "0")
     (run,) = run_dirs(tmp_path / "runs")
     ckpt = run / "checkpoints" / "last.ckpt"
