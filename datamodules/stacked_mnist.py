@@ -84,6 +84,10 @@ class StackedMNISTDataModule(MNISTDataModule):
     def num_channels(self) -> int:
         return 3
 
+    @property
+    def num_classes(self) -> int:
+        return NUM_TRIPLES  # each stack's class is its digit triple
+
     def split_sizes(self) -> tuple[int, int]:
         return self.num_stacks, self.num_reference
 

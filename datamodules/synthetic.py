@@ -8,7 +8,10 @@ from datamodules.base import ImageDataModule, UInt8ImageDataset
 
 
 class SyntheticDataModule(ImageDataModule):
-    """``num_images`` seeded random uint8 images [N, C, S, S]: blurred blobs, so D has structure to find."""
+    """``num_images`` seeded random uint8 images [N, C, S, S]: blurred blobs, so D has structure to find.
+
+    With ``num_classes`` > 0 image i has class i % num_classes (for class-conditional models' tests); 0: unlabelled.
+    """
 
     def __init__(
         self,
@@ -19,10 +22,12 @@ class SyntheticDataModule(ImageDataModule):
         num_channels: int = 1,
         num_images: int = 64,
         seed: int = 0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__(data_dir=data_dir, batch_size=batch_size, num_workers=num_workers)
-        if image_size < 1 or num_channels < 1 or num_images < 1:
-            raise ValueError("image_size, num_channels and num_images must be positive")
+        if image_size < 1 or num_channels < 1 or num_images < 1 or num_classes < 0:
+            raise ValueError("image_size, num_channels and num_images must be positive, num_classes at least 0")
+        self._num_classes = num_classes
         self._image_size = image_size
         self._num_channels = num_channels
         self.num_images = num_images
@@ -35,6 +40,10 @@ class SyntheticDataModule(ImageDataModule):
     @property
     def num_channels(self) -> int:
         return self._num_channels
+
+    @property
+    def num_classes(self) -> int | None:
+        return self._num_classes or None
 
     def split_sizes(self) -> tuple[int, int]:
         return self.num_images, self._num_val
@@ -53,3 +62,6 @@ class SyntheticDataModule(ImageDataModule):
         if self.train_dataset is None:
             self.train_dataset = UInt8ImageDataset(self._images(self.num_images, self.seed))
             self.val_dataset = UInt8ImageDataset(self._images(self._num_val, self.seed + 1))
+            if self._num_classes:
+                self.train_labels = torch.arange(self.num_images) % self._num_classes
+                self.val_labels = torch.arange(self._num_val) % self._num_classes

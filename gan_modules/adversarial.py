@@ -122,12 +122,14 @@ class Judge:
 
     ``logits`` runs it (and again, for penalties on input gradients); ``features`` (D's ``features_and_logits``)
     gives its trunk's features from the same pass, for the tricks that read them; ``name`` tells several
-    discriminators apart ("a", "b") and names their logged losses (``train/d_loss_a``).
+    discriminators apart ("a", "b") and names their logged losses (``train/d_loss_a``). ``labels``: the class of each
+    image of the batch for a class-conditional D (``logits`` and ``features`` already take them), else None.
     """
 
     logits: Callable[[Tensor], Tensor]
     features: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
     name: str = ""
+    labels: Tensor | None = None
 
 
 @dataclass
@@ -224,7 +226,8 @@ class Adversary:
         loss = self.objective.d_loss(real_out.logits, fake_out.logits)
         terms: dict[str, Tensor] = {}
         if self.tricks:
-            step = Step(self.host, self.host.d_updates, real_in, fake_in, real_out, fake_out, judge.logits, self.judges)
+            step = Step(self.host, self.host.d_updates, real_in, fake_in, real_out, fake_out, judge.logits, self.judges,
+                        labels=judge.labels)  # fmt: skip
             terms = unique_terms("D", [trick.d_terms(step) for trick in self.tricks])
             loss = loss + sum(terms.values()) if terms else loss
             features = real_out.features.detach() if real_out.features is not None else None
@@ -286,7 +289,8 @@ class Adversary:
         if not self.tricks:
             return adversarial, {}
         real_in, real_out = self._real_seen.get(judge.name) or (self.d_input(real), None)
-        step = Step(self.host, self.host.g_updates, real_in, fake_in, real_out, fake_out, judge.logits, self.judges)
+        step = Step(self.host, self.host.g_updates, real_in, fake_in, real_out, fake_out, judge.logits, self.judges,
+                    labels=judge.labels)  # fmt: skip
         return adversarial, unique_terms("G", [trick.g_terms(step) for trick in self.tricks])
 
     def g_update(self, optimizer, loss: Tensor, clip: float | None, name: str = "train/g_loss") -> None:

@@ -24,7 +24,17 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_modules.adversarial import Adversary, Judge, ManualSteps, build_tricks, loggers_write_now
+from gan_modules.conditional import (
+    LabelledLatents,
+    batch_labels,
+    check_class_data,
+    check_class_networks,
+    grid_layout,
+    labels_for,
+    reference_labels,
+)
 from gan_modules.core import ImageModule, NonFiniteLossError, first_tensor, to_unit_range  # noqa: F401 (re-exported)
+from gan_modules.layers import Conditioning, check_conditioning
 from gan_modules.objectives import NonSaturating, Objective
 from gan_modules.schedules import (  # noqa: F401 (ema_multi_avg_fn and lr_factor re-exported for older imports)
     check_lr_decay,
@@ -35,6 +45,7 @@ from gan_modules.schedules import (  # noqa: F401 (ema_multi_avg_fn and lr_facto
 )
 from gan_modules.specs import from_spec, to_spec
 from gan_modules.tricks.base import DOut, Trick
+from gan_modules.tricks.conditional import AuxiliaryClassifier
 from gan_modules.validation import DigitModes, digit_modes_num_samples
 
 
@@ -44,6 +55,10 @@ class GANModule(ImageModule):
     A variant builds its ``generator`` and ``discriminator`` and passes them here with the
     remaining keyword arguments. Conditional variants override ``generator_input``,
     ``discriminate``, ``generator_extra_losses`` and ``sample_grid`` (and may set ``sample_grid_nrow``).
+
+    Class-conditional GANs (``num_classes`` > 0; ``gan_modules.conditional``) need no hook: the variant builds
+    networks that take labels (G ``(z, labels)``, D ``(images, labels)`` with a class head), and this loop carries
+    each batch's labels from the data to both, the fakes drawn for the classes of the reals beside them.
     """
 
     # True for image-to-image variants, whose generator consumes images rather than latents.
@@ -76,6 +91,9 @@ class GANModule(ImageModule):
         val_modes_num_samples: int | None = None,
         channels_last: bool | None = None,
         tricks: list[Trick] | None = None,
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
+        acgan_weight: float = 1.0,  # Odena et al. 2017: L_S and L_C weigh the same
     ) -> None:
         """
         Args:
@@ -115,6 +133,14 @@ class GANModule(ImageModule):
             tricks: training tricks (``gan_modules.tricks``: instance noise, DiffAugment, R1, DRAGAN,
                 feature matching, historical averaging), each a ``class_path`` item in YAML; applied in
                 list order. See docs/tricks.md.
+            num_classes: 0 (unconditional) or the class count of a class-conditional GAN (VanillaGAN, DCGAN, R3GAN),
+                trained on (images, labels) batches (``gan_modules.conditional``). Each fake is drawn for the class of
+                the real image beside it: the fakes follow the data's class balance, and every pass of D over a batch
+                (penalties on mixes of reals and fakes too) has one label per row. The grid shows a class per row.
+            conditioning: how D takes the label: "projection" adds <embed(y), phi(x)> to its logit (Miyato & Koyama
+                2018); "acgan" gives it an auxiliary classifier, trained on reals and fakes, whose cross-entropy on
+                the fakes G lowers (Odena et al. 2017; logged as ``train/d_class`` and ``train/g_class``).
+            acgan_weight: the weight of ACGAN's class terms in both losses.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator"])
@@ -136,6 +162,8 @@ class GANModule(ImageModule):
                 "model.val_modes_num_samples must be null (Stacked MNIST's default), 0 (off) or positive, got "
                 f"{val_modes_num_samples}"
             )
+        check_conditioning(num_classes, conditioning)
+        check_class_networks(num_classes, generator, discriminator, type(self).__name__)
         for name, value in (("lr", lr), ("lr_d", lr_d), ("grad_clip_g", grad_clip_g), ("grad_clip_d", grad_clip_d)):
             if value is not None and not value > 0:
                 raise ValueError(f"model.{name} must be positive, got {value}")
@@ -143,14 +171,17 @@ class GANModule(ImageModule):
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = latent_dim
+        self.num_classes = num_classes
         # Tricks see the networks before the EMA copy and the optimizers exist (they may check or wrap them).
         self.tricks = nn.ModuleList(tricks)
-        for trick in self.tricks:
+        # ACGAN's class terms go through the tricks' hooks, after model.tricks (a plain list: no state to save).
+        self.class_terms = [AuxiliaryClassifier(acgan_weight)] if num_classes and conditioning == "acgan" else []
+        for trick in [*self.tricks, *self.class_terms]:
             trick.setup(self)
         self.objective = objective if objective is not None else NonSaturating()
         # The D update and G's adversarial term (objective, tricks, clipped steps); plain objects, not submodules.
         self.steps = ManualSteps(self, grad_clip_algorithm, decay=lr_decay != "none")
-        self.adversary = Adversary(self, self.objective, self.tricks, self.steps)
+        self.adversary = Adversary(self, self.objective, [*self.tricks, *self.class_terms], self.steps)
         # The callables themselves: under LightningCLI ``hparams`` holds their config dicts instead.
         self.optimizer_g_factory = optimizer_g
         self.optimizer_d_factory = optimizer_d
@@ -161,6 +192,8 @@ class GANModule(ImageModule):
             self.generator_ema.requires_grad_(False)
         fixed_z = torch.randn(num_samples, latent_dim, generator=torch.Generator().manual_seed(sample_seed))
         self.register_buffer("fixed_z", fixed_z)
+        if num_classes:  # the grid: one class per row, the same latent down each column
+            self.sample_grid_nrow = grid_layout(num_samples, num_classes)[1]
         # True update counts; global_step counts both optimizers' steps (see the module docstring).
         self.d_updates = 0
         self.g_updates = 0
@@ -177,15 +210,24 @@ class GANModule(ImageModule):
         return torch.randn(real.shape[0], self.latent_dim, device=real.device, dtype=real.dtype)
 
     def discriminate(self, images: Tensor, gen_input: Tensor) -> Tensor:
-        """D's logits for ``images``; a conditional variant also looks at ``gen_input``."""
+        """D's logits for ``images``; a conditional variant also looks at ``gen_input`` (here: the labels)."""
+        if isinstance(gen_input, LabelledLatents):
+            return self.discriminator(images, gen_input.labels)
         return self.discriminator(images)
 
     def _judge(self, gen_input: Tensor) -> Judge:
         """D as this batch's update sees it: ``discriminate`` given ``gen_input``, and D's features when a trick
         reads them (from the same forward pass: the discriminator's ``features_and_logits``)."""
-        return Judge(
-            lambda x: self.discriminate(x, gen_input), getattr(self.discriminator, "features_and_logits", None)
-        )
+        features = getattr(self.discriminator, "features_and_logits", None)
+        if not isinstance(gen_input, LabelledLatents):
+            return Judge(lambda x: self.discriminate(x, gen_input), features)
+        labels = gen_input.labels
+        return Judge(lambda x: self.discriminate(x, gen_input), lambda x: features(x, labels), labels=labels)
+
+    @staticmethod
+    def run_generator(net: nn.Module, gen_input: Tensor | LabelledLatents) -> Tensor:
+        """``net`` (G, or its EMA copy) on ``gen_input``: z, or z and labels for a class-conditional model."""
+        return net(*gen_input) if isinstance(gen_input, LabelledLatents) else net(gen_input)
 
     def d_input(self, images: Tensor) -> Tensor:
         """Images as D sees them: each trick's ``d_input`` in list order (identity without tricks)."""
@@ -204,6 +246,11 @@ class GANModule(ImageModule):
         """1 - sigmoid(D(x)) from the discriminator in eval mode: a probability for cross-entropy objectives, a
         monotone score for a Wasserstein or hinge critic (AUROC holds, the 0.5 threshold does not)."""
         discriminator = self.discriminator
+        if getattr(discriminator, "conditioning", None) == "projection":
+            raise ValueError(
+                f"the projection discriminator of this class-conditional {type(self).__name__} judges (image, class) "
+                "pairs, not images alone; train a FakeDetector instead"
+            )
         was_training = discriminator.training
         discriminator.eval()
         try:
@@ -229,41 +276,71 @@ class GANModule(ImageModule):
 
     @torch.no_grad()
     def sample_grid(self) -> Tensor:
-        """Images [num_samples, C, H, W] in [-1, 1] from the fixed latents, for the per-epoch grid."""
-        return self.generate(self.fixed_z)
+        """Images [num_samples, C, H, W] in [-1, 1] from the fixed latents, for the per-epoch grid; a class-conditional
+        model's grid has one class per row (the first ``min(num_classes, num_samples)`` classes), the same latent down
+        each column, and ``sample_grid_nrow`` images per row."""
+        if not self.num_classes:
+            return self.generate(self.fixed_z)
+        rows, per_row = grid_layout(len(self.fixed_z), self.num_classes)
+        labels = torch.arange(rows).repeat_interleave(per_row)
+        return self.generate(self.fixed_z[:per_row].repeat(rows, 1), labels)
 
-    def sample_batches(self, num_samples: int, batch_size: int = 256, seed: int = 0) -> Iterator[Tensor]:
+    def sample_batches(
+        self, num_samples: int, batch_size: int = 256, seed: int = 0, labels: Tensor | None = None
+    ) -> Iterator[Tensor]:
         """Images in [-1, 1] from ``num_samples`` latents drawn with ``seed``, ``batch_size`` at a time.
 
-        The same seed gives the same images; batches keep memory flat for large sample counts.
+        The same seed gives the same images (and the same latents whatever the labels); batches keep memory flat for
+        large sample counts. A class-conditional model draws image i of class ``labels[i]``, by default every class
+        equally often (0, 1, ..., C - 1, 0, ...).
         """
         z = torch.randn(num_samples, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-        for chunk in z.split(batch_size):
-            yield self.generate(chunk)
+        labels = labels_for(self.num_classes, labels, num_samples, type(self).__name__, balanced=True)
+        classes = labels.split(batch_size) if labels is not None else [None] * len(z.split(batch_size))
+        for chunk, chunk_labels in zip(z.split(batch_size), classes):
+            yield self.generate(chunk, chunk_labels)
 
     @torch.no_grad()
-    def generate(self, z: Tensor) -> Tensor:
-        """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1], from the sampling generator in eval mode.
+    def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """z [N, latent_dim] (and, for a class-conditional model, labels [N]) -> images [N, C, H, W] in [-1, 1], from
+        the sampling generator in eval mode.
 
         Always fp32, whatever the training precision (autocast is switched off): sample grids, ``val/*`` and
         ``evaluate.py`` see the same images for the same weights.
         """
+        labels = labels_for(self.num_classes, labels, len(z), type(self).__name__)
         net = self.sampling_generator
         was_training = net.training
         net.eval()
         try:
             with torch.autocast(self.device.type, enabled=False):
-                out = net(z.to(self.device)).float()
+                z = z.to(self.device)
+                out = (net(z) if labels is None else net(z, labels.to(self.device))).float()
                 return out.clamp(-1, 1) if self.clamp_output else out
         finally:
             net.train(was_training)
 
     def validation_inputs(self, reference: Tensor, seed: int) -> Tensor:
-        """One latent per reference image, drawn with ``seed``: the fixed latents behind ``val/*``."""
-        return torch.randn(len(reference), self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        """One latent per reference image, drawn with ``seed``: the fixed latents behind ``val/*``. A class-conditional
+        model appends each one's class as a last column: the reference image's own class when the datamodule knows
+        it (so the fakes have the reference's class balance), else every class equally often."""
+        z = torch.randn(len(reference), self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        if not self.num_classes:
+            return z
+        labels = reference_labels(getattr(self._trainer, "datamodule", None), len(z), self.num_classes)
+        return torch.cat([z, labels[:, None].to(z.dtype)], dim=1)
 
     def validation_fakes(self, inputs: Tensor) -> Tensor:
-        return self.generate(inputs)
+        if not self.num_classes:
+            return self.generate(inputs)
+        return self.generate(inputs[:, :-1], inputs[:, -1].long())
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if self.num_classes and datamodule is not None:  # without one, the batches must bring their labels
+            check_class_data(self.num_classes, datamodule, type(self).__name__)
+            datamodule.request_labels()  # the training batches become (images, labels)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """The image metrics, and Stacked MNIST's modes and KL when ``val_modes_num_samples`` resolves to a count
@@ -330,11 +407,13 @@ class GANModule(ImageModule):
         self._log_now = loggers_write_now(self)
         real = self.images_in(first_tensor(batch))
         gen_input = self.generator_input(real)
+        if self.num_classes:  # the fakes are drawn for the classes of the reals
+            gen_input = LabelledLatents(gen_input, batch_labels(batch, self.num_classes, self.device))
         # One generator forward serves both phases when a G update follows this D update (as in
         # the PyTorch DCGAN example): D sees it detached, G then backpropagates through it.
         g_turn = (self.d_updates + 1) % self.n_critic == 0
         with torch.set_grad_enabled(g_turn):
-            fake = self.generator(gen_input)
+            fake = self.run_generator(self.generator, gen_input)
 
         # Discriminator: push real logits up and fake logits down.
         stats = self.discriminator_step(real, fake, gen_input)

@@ -33,6 +33,7 @@ from gan_modules.cli_checks import (
     refuse_stacked_trick_lists,
     same_class,
 )
+from gan_modules.conditional import check_class_data
 from gan_modules.core import ImageModule
 from gan_modules.runs import (
     create_run_dir,
@@ -168,6 +169,8 @@ class GANCLI(LightningCLI):
 
             self.datamodule.open_generator = open_generator
         self._check_resume()
+        # A class-conditional model on data without its classes: refused now, not at the fit's setup.
+        check_class_data(getattr(self.model, "num_classes", 0), self.datamodule, type(self.model).__name__)
         # What prepare_data/setup would find missing (a dataset folder, a detector's fakes), said before the
         # run folder exists: a run that cannot start leaves nothing behind.
         if callable(check_data := getattr(self.datamodule, "check_data", None)):

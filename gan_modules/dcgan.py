@@ -9,12 +9,15 @@ from torch import Tensor, nn
 
 from gan_modules.base import GANModule
 from gan_modules.layers import (
+    ConditionalBatchNorm2d,
+    Conditioning,
     SequentialDiscriminator,
     VirtualBatchNorm2d,
     init_dcgan_weights,
     maybe_spectral_norm,
     minibatch_layer,
     normalization_2d,
+    require_labels,
     upsample_2x,
 )
 
@@ -38,11 +41,12 @@ def dcgan_stages(image_size: int) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1].
+    """z [N, latent_dim] (and labels [N] when ``num_classes`` > 0) -> images [N, C, H, W] in [-1, 1].
 
     Seed 002's layout at 64x64: a 4x4 transposed conv lifts z to 4x4x512, three stride-2 transposed
     convs halve the width (256, 128, 64) while doubling the size, a 3x3 conv refines, and a last
     stride-2 transposed conv makes the image. Other sizes change the start size and stage count.
+    A class-conditional G takes the label through every BatchNorm (``ConditionalBatchNorm2d``).
     """
 
     def __init__(
@@ -55,16 +59,22 @@ class DCGANGenerator(nn.Module):
         upsample: Literal["transpose", "nearest", "pixelshuffle"] = "transpose",
         norm: Literal["batch", "virtual"] = "batch",
         reference_batch: int = 64,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         start, stages = dcgan_stages(image_size)
         width = base_channels * 2 ** (stages - 1)
         if norm not in ("batch", "virtual"):
             raise ValueError(f"unknown generator norm {norm!r}; choose 'batch' or 'virtual'")
+        if num_classes and norm == "virtual":
+            raise ValueError("a class-conditional DCGAN generator takes the label through conditional BatchNorm; "
+                             "use g_norm batch, not virtual")  # fmt: skip
 
         def bn(channels: int) -> nn.Module:
             if norm == "virtual":
                 return VirtualBatchNorm2d(channels)
+            if num_classes:
+                return ConditionalBatchNorm2d(channels, num_classes, momentum=bn_momentum)
             return nn.BatchNorm2d(channels, momentum=bn_momentum)
 
         layers: list[nn.Module] = [
@@ -88,13 +98,20 @@ class DCGANGenerator(nn.Module):
         ]
         self.net = nn.Sequential(*layers)
         self.latent_dim = latent_dim
+        self.num_classes = num_classes
         init_dcgan_weights(self)
         self.virtual = [m for m in self.modules() if isinstance(m, VirtualBatchNorm2d)]
         if self.virtual:  # VBN's fixed reference batch of latents (a buffer: saved, moved, the same on every rank)
             reference = torch.randn(reference_batch, latent_dim, generator=torch.Generator().manual_seed(1234))
             self.register_buffer("reference_z", reference)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.num_classes:
+            labels = require_labels(self, labels)
+            x = z.view(z.shape[0], self.latent_dim, 1, 1)
+            for layer in self.net:
+                x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+            return x
         if self.virtual:  # the reference batch first, so each VBN layer holds this step's reference statistics
             for layer in self.virtual:
                 layer.collecting = True
@@ -112,7 +129,9 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(SequentialDiscriminator):
-    """images [N, C, H, W] -> logits [N]. Stride-2 4x4 convs doubling the width, then a dense layer."""
+    """images [N, C, H, W] (and labels [N] for a projection D) -> logits [N]. Stride-2 4x4 convs doubling the width,
+    then a dense layer; a class head on the flattened features when ``num_classes`` > 0 (``SequentialDiscriminator``).
+    """
 
     def __init__(
         self,
@@ -124,6 +143,8 @@ class DCGANDiscriminator(SequentialDiscriminator):
         bn_momentum: float = 0.5,  # seed 002
         dropout: float = 0.0,
         minibatch: Literal["none", "stddev", "discrimination"] = "none",
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
     ) -> None:
         super().__init__()
         start, stages = dcgan_stages(image_size)
@@ -153,6 +174,7 @@ class DCGANDiscriminator(SequentialDiscriminator):
         layers.append(maybe_spectral_norm(nn.Linear(features, 1), spectral_norm))
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
+        self.add_class_head(num_classes, conditioning, spectral_norm=spectral_norm)
 
 
 class DCGAN(GANModule):
@@ -172,8 +194,16 @@ class DCGAN(GANModule):
         g_upsample: Literal["transpose", "nearest", "pixelshuffle"] = "transpose",
         g_norm: Literal["batch", "virtual"] = "batch",
         d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
         **kwargs,
     ) -> None:
+        """
+        Args:
+            num_classes: 0 for an unconditional GAN; else the class count of a class-conditional one (the label enters
+                G through conditional BatchNorm, and D through ``conditioning``; see ``GANModule``).
+            conditioning: "projection" (Miyato & Koyama 2018) or "acgan" (Odena et al. 2017).
+        """
         super().__init__(
             generator=DCGANGenerator(
                 latent_dim=latent_dim,
@@ -183,6 +213,7 @@ class DCGAN(GANModule):
                 bn_momentum=bn_momentum,
                 upsample=g_upsample,
                 norm=g_norm,
+                num_classes=num_classes,
             ),
             discriminator=DCGANDiscriminator(
                 image_size=image_size,
@@ -193,7 +224,11 @@ class DCGAN(GANModule):
                 bn_momentum=bn_momentum,
                 dropout=d_dropout,
                 minibatch=d_minibatch,
+                num_classes=num_classes,
+                conditioning=conditioning,
             ),
             latent_dim=latent_dim,
+            num_classes=num_classes,
+            conditioning=conditioning,
             **kwargs,
         )

@@ -20,7 +20,7 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:  # conditional BN keeps its own
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
@@ -202,16 +202,100 @@ def minibatch_layer(kind: str, width: int) -> tuple[nn.Module | None, int]:
     raise ValueError(f"unknown minibatch layer {kind!r}; choose 'none', 'stddev' or 'discrimination'")
 
 
+# How a class-conditional D takes the label: a projection term on its logit, or an auxiliary classifier.
+Conditioning = Literal["projection", "acgan"]
+
+
+def check_conditioning(num_classes: int, conditioning: str) -> None:
+    if num_classes < 0 or num_classes == 1:
+        raise ValueError(f"model.num_classes must be 0 (unconditional) or at least 2, got {num_classes}")
+    if conditioning not in ("projection", "acgan"):
+        raise ValueError(f"model.conditioning must be 'projection' or 'acgan', got {conditioning!r}")
+
+
+def require_labels(network: nn.Module, labels: Tensor | None) -> Tensor:
+    if labels is None:
+        raise ValueError(f"{type(network).__name__} is class-conditional: pass the class of each image (labels)")
+    return labels
+
+
+class LabelEmbedding(nn.Module):
+    """(z [N, D], labels [N]) -> [N, D + E]: z with a learned embedding of its class appended (Mirza & Osindero 2014
+    append the one-hot label; an embedding ~ N(0, 1), as wide as z by default, gives the class z's weight)."""
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, dim)
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        return torch.cat([z, self.embedding(labels).to(z.dtype)], dim=1)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """(x [N, C, H, W], labels [N]) -> x batch-normalized without an affine of its own, then scaled and shifted by
+    its class's gain and bias (conditional BN: de Vries et al. 2017, Dumoulin et al. 2017; the generator of Miyato &
+    Koyama 2018's projection GAN). Gains start at N(1, 0.02) and biases at 0, as DCGAN's BatchNorm."""
+
+    def __init__(self, channels: int, num_classes: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False, momentum=momentum)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.normal_(self.gain.weight, 1.0, 0.02)  # Radford et al. 2016
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+        x = self.norm(x)
+        return x * self.gain(labels).to(x.dtype)[:, :, None, None] + self.bias(labels).to(x.dtype)[:, :, None, None]
+
+
 class SequentialDiscriminator(nn.Module):
     """A discriminator whose ``net`` is an ``nn.Sequential`` ending in its one-logit layer: logits [N], and the
-    last hidden layer's activations from the same pass (``features_and_logits``, for feature matching)."""
+    last hidden layer's activations from the same pass (``features_and_logits``, for feature matching).
+
+    ``add_class_head`` makes it class-conditional on those features phi(x): ``projection`` adds <embed(y), phi(x)>
+    to the logit (Miyato & Koyama 2018), so it judges (image, class) pairs and needs ``labels``; ``acgan`` keeps the
+    logit class-free and adds an auxiliary classifier, ``class_logits(phi(x))`` [N, num_classes] (Odena et al. 2017).
+    """
 
     net: nn.Sequential
+    num_classes: int = 0
+    conditioning: str | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(1)
+    def add_class_head(self, num_classes: int, conditioning: Conditioning, spectral_norm: bool = False) -> None:
+        """Called at the end of a subclass's ``__init__``; does nothing when ``num_classes`` is 0."""
+        check_conditioning(num_classes, conditioning)
+        if num_classes == 0:
+            return
+        features = self.net[-1].in_features
+        if conditioning == "projection":
+            self.projection = nn.Embedding(num_classes, features)
+            nn.init.xavier_uniform_(self.projection.weight)  # Miyato & Koyama's code: a Glorot-uniform EmbedID
+            maybe_spectral_norm(self.projection, spectral_norm)  # as their SNEmbedID, when D's layers have it
+        else:
+            self.classifier = maybe_spectral_norm(nn.Linear(features, num_classes), spectral_norm)
+        self.num_classes, self.conditioning = num_classes, conditioning
 
-    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.conditioning != "projection":
+            return self.net(x).squeeze(1)
+        return self.features_and_logits(x, labels)[1]
+
+    def features_and_logits(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(the last hidden layer's activations [N, F], logits [N]) from one forward pass."""
         features = self.net[:-1](x)
-        return features, self.net[-1](features).squeeze(1)
+        logits = self.net[-1](features).squeeze(1)
+        if self.conditioning == "projection":
+            if labels is None:
+                raise ValueError(
+                    f"{type(self).__name__} is class-conditional (projection): it judges an image together with its "
+                    "class, so pass labels"
+                )
+            logits = logits + (self.projection(labels).to(features.dtype) * features).sum(1)
+        return features, logits
+
+    def class_logits(self, features: Tensor) -> Tensor:
+        """ACGAN's auxiliary classifier: ``features_and_logits``' features [N, F] -> class logits [N, num_classes]."""
+        if self.conditioning != "acgan":
+            raise ValueError(f"{type(self).__name__} has no auxiliary classifier (conditioning {self.conditioning})")
+        return self.classifier(features)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from gan_modules.base import GANModule
-from gan_modules.layers import SequentialDiscriminator
+from gan_modules.layers import Conditioning, LabelEmbedding, SequentialDiscriminator, require_labels
 
 LEAKY_SLOPE = 0.2  # R3GAN's BiasedActivation: leaky ReLU 0.2, as StyleGAN
 # He et al. 2015's gain for leaky ReLU 0.2, sqrt(2 / (1 + 0.2^2)): R3GAN's BiasedActivation.Gain.
@@ -147,7 +147,8 @@ def init_r3gan_weights(network: nn.Module, num_blocks: int) -> None:
 
 
 class R3GANGenerator(nn.Module):
-    """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1] (in eval mode; see below).
+    """z [N, latent_dim] (and labels [N] when ``num_classes`` > 0) -> images [N, C, H, W] in [-1, 1] (in eval mode;
+    see below). A class-conditional G appends a learned embedding of the label to z (``LabelEmbedding``).
 
     A learned base [widths[0], s, s] scaled per channel by a linear map of z (R3GAN's ``GenerativeBasis``), then
     one stage per resolution from s x s up: (x2 upsampling, except at the base) + ``blocks_per_stage`` residual
@@ -170,6 +171,7 @@ class R3GANGenerator(nn.Module):
         blocks_per_stage: int = 2,  # R3GAN's presets: 2 blocks at every resolution
         expansion: int = 2,  # R3GAN's presets: ExpansionFactor 2
         group_size: int = 16,  # R3GAN's presets: e.g. CIFAR-10, 768 * 2 channels in 96 groups
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         if blocks_per_stage < 0 or expansion < 1 or group_size < 1:
@@ -178,7 +180,9 @@ class R3GANGenerator(nn.Module):
         widths = check_widths(widths, image_size, "R3GANGenerator")
         self.latent_dim = latent_dim
         self.base_size = base
-        self.to_basis = nn.Linear(latent_dim, widths[0], bias=False)
+        self.num_classes = num_classes
+        self.label_embedding = LabelEmbedding(num_classes, latent_dim) if num_classes else None
+        self.to_basis = nn.Linear(2 * latent_dim if num_classes else latent_dim, widths[0], bias=False)
         self.basis = nn.Parameter(torch.randn(widths[0], base, base))  # N(0, 1), R3GAN's GenerativeBasis
         stages = []
         for i, width in enumerate(widths):
@@ -189,20 +193,22 @@ class R3GANGenerator(nn.Module):
         self.to_image = nn.Conv2d(widths[-1], num_channels, kernel_size=1, bias=False)
         init_r3gan_weights(self, num_blocks=blocks_per_stage * len(widths))
 
-    def forward(self, z: Tensor) -> Tensor:
-        scale = self.to_basis(z.view(z.shape[0], self.latent_dim))
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        z = z.view(z.shape[0], self.latent_dim)
+        scale = self.to_basis(self.label_embedding(z, require_labels(self, labels)) if self.num_classes else z)
         x = self.basis.to(scale.dtype).unsqueeze(0) * scale[:, :, None, None]
         images = self.to_image(self.stages(x))
         return images if self.training else images.clamp(-1, 1)
 
 
 class R3GANDiscriminator(SequentialDiscriminator):
-    """images [N, C, H, W] -> logits [N].
+    """images [N, C, H, W] (and labels [N] for a projection D) -> logits [N].
 
     A 1x1 conv from the image channels, one stage per resolution from H x W down: ``blocks_per_stage`` residual
     blocks + (/2 downsampling, except at the base), then R3GAN's ``DiscriminativeBasis``: a depthwise s x s conv
     to one value per channel (D's features) and a linear layer to the logit. ``net[0]`` is the input conv (PacGAN
-    widens it), ``net[-1]`` the logit layer (``features_and_logits`` reads what comes before it).
+    widens it), ``net[-1]`` the logit layer (``features_and_logits`` reads what comes before it, and a class head
+    of a class-conditional D, ``SequentialDiscriminator``, reads the same features).
     """
 
     def __init__(
@@ -213,6 +219,8 @@ class R3GANDiscriminator(SequentialDiscriminator):
         blocks_per_stage: int = 2,
         expansion: int = 2,
         group_size: int = 16,
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
     ) -> None:
         super().__init__()
         if blocks_per_stage < 0 or expansion < 1 or group_size < 1:
@@ -232,6 +240,7 @@ class R3GANDiscriminator(SequentialDiscriminator):
         ]
         self.net = nn.Sequential(*layers)
         init_r3gan_weights(self, num_blocks=blocks_per_stage * len(widths))
+        self.add_class_head(num_classes, conditioning)
 
 
 class R3GAN(GANModule):
@@ -254,6 +263,8 @@ class R3GAN(GANModule):
         expansion: int = 2,  # R3GAN's presets
         group_size: int = 16,  # R3GAN's presets
         betas: tuple[float, float] = (0.0, 0.99),  # R3GAN's train.py: beta1 0, beta2 ramped 0.9 -> 0.99
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
         **kwargs,
     ) -> None:
         """
@@ -263,6 +274,9 @@ class R3GAN(GANModule):
             blocks_per_stage: residual blocks at each resolution, in G and in D.
             expansion: how much wider a block's inside is than its width (inverted bottleneck).
             group_size: channels per group of a block's grouped 3x3 conv (width x expansion must divide by it).
+            num_classes: 0 for an unconditional GAN; else the class count of a class-conditional one (the label enters
+                G as an embedding appended to z, and D through ``conditioning``; see ``GANModule``).
+            conditioning: "projection" (Miyato & Koyama 2018) or "acgan" (Odena et al. 2017).
         """
         super().__init__(
             generator=R3GANGenerator(
@@ -273,6 +287,7 @@ class R3GAN(GANModule):
                 blocks_per_stage=blocks_per_stage,
                 expansion=expansion,
                 group_size=group_size,
+                num_classes=num_classes,
             ),
             discriminator=R3GANDiscriminator(
                 image_size=image_size,
@@ -281,9 +296,13 @@ class R3GAN(GANModule):
                 blocks_per_stage=blocks_per_stage,
                 expansion=expansion,
                 group_size=group_size,
+                num_classes=num_classes,
+                conditioning=conditioning,
             ),
             latent_dim=latent_dim,
             betas=betas,
+            num_classes=num_classes,
+            conditioning=conditioning,
             **kwargs,
         )
         # The tricks' setup has run: a spectral norm of a zero-initialized branch conv divides 0 by its largest

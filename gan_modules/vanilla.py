@@ -8,11 +8,22 @@ from typing import Literal
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
-from gan_modules.layers import SequentialDiscriminator, keras_bn_momentum, minibatch_layer
+from gan_modules.layers import (
+    Conditioning,
+    LabelEmbedding,
+    SequentialDiscriminator,
+    keras_bn_momentum,
+    minibatch_layer,
+    require_labels,
+)
 
 
 class VanillaGenerator(nn.Module):
-    """z [N, latent_dim] -> images [N, C, H, W] in [-1, 1]. Dense 256-512-1024, LeakyReLU 0.2, BatchNorm."""
+    """z [N, latent_dim] (and labels [N] when ``num_classes`` > 0) -> images [N, C, H, W] in [-1, 1].
+
+    Dense 256-512-1024, LeakyReLU 0.2, BatchNorm. A class-conditional G appends a learned embedding of the label to
+    z (``LabelEmbedding``, as wide as z).
+    """
 
     def __init__(
         self,
@@ -21,11 +32,14 @@ class VanillaGenerator(nn.Module):
         hidden_dims: tuple[int, ...] = (256, 512, 1024),
         dropout: float = 0.0,
         bn_momentum: float = keras_bn_momentum(0.8),  # seed 001: Keras BatchNormalization(momentum=0.8)
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes
+        self.label_embedding = LabelEmbedding(num_classes, latent_dim) if num_classes else None
         layers: list[nn.Module] = []
-        width = latent_dim
+        width = 2 * latent_dim if num_classes else latent_dim
         for hidden in hidden_dims:
             # Seed 003's order: Dense, LeakyReLU, Dropout, BatchNorm. Keras' BN epsilon is 1e-3.
             layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
@@ -36,18 +50,22 @@ class VanillaGenerator(nn.Module):
         layers += [nn.Linear(width, math.prod(self.image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).view(z.shape[0], *self.image_shape)
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        x = self.label_embedding(z, require_labels(self, labels)) if self.label_embedding is not None else z
+        return self.net(x).view(z.shape[0], *self.image_shape)
 
 
 class VanillaDiscriminator(SequentialDiscriminator):
-    """images [N, C, H, W] -> logits [N]. Dense 512-256-1 with LeakyReLU 0.2, no sigmoid."""
+    """images [N, C, H, W] (and labels [N] for a projection D) -> logits [N]. Dense 512-256-1 with LeakyReLU 0.2, no
+    sigmoid; a class head on the 256 features when ``num_classes`` > 0 (``SequentialDiscriminator``)."""
 
     def __init__(
         self,
         image_shape: tuple[int, int, int] = (1, 28, 28),
         hidden_dims: tuple[int, ...] = (512, 256),
         minibatch: Literal["none", "stddev", "discrimination"] = "none",
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
     ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
@@ -59,6 +77,7 @@ class VanillaDiscriminator(SequentialDiscriminator):
         layers += [layer] if layer is not None else []
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.add_class_head(num_classes, conditioning)
 
 
 class VanillaGAN(GANModule):
@@ -73,16 +92,34 @@ class VanillaGAN(GANModule):
         d_hidden_dims: tuple[int, ...] = (512, 256),
         dropout: float = 0.0,  # seed 003 uses 0.1
         d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
+        num_classes: int = 0,
+        conditioning: Conditioning = "projection",
         **kwargs,
     ) -> None:
+        """
+        Args:
+            num_classes: 0 for an unconditional GAN; else the class count of a class-conditional one (the label enters
+                G as an embedding appended to z, and D through ``conditioning``; see ``GANModule``).
+            conditioning: "projection" (Miyato & Koyama 2018) or "acgan" (Odena et al. 2017).
+        """
         image_shape = (num_channels, image_size, image_size)
         super().__init__(
             generator=VanillaGenerator(
-                latent_dim=latent_dim, image_shape=image_shape, hidden_dims=g_hidden_dims, dropout=dropout
+                latent_dim=latent_dim,
+                image_shape=image_shape,
+                hidden_dims=g_hidden_dims,
+                dropout=dropout,
+                num_classes=num_classes,
             ),
             discriminator=VanillaDiscriminator(
-                image_shape=image_shape, hidden_dims=d_hidden_dims, minibatch=d_minibatch
+                image_shape=image_shape,
+                hidden_dims=d_hidden_dims,
+                minibatch=d_minibatch,
+                num_classes=num_classes,
+                conditioning=conditioning,
             ),
             latent_dim=latent_dim,
+            num_classes=num_classes,
+            conditioning=conditioning,
             **kwargs,
         )

@@ -160,13 +160,15 @@ def save_gif(frames: Iterable[Tensor], path: str | Path, duration_ms: int = 80) 
     )
 
 
-def walk_frames(model, num_keys: int, steps: int, seed: int = 0) -> Tensor:
-    """A closed walk through ``num_keys`` seeded latents (slerp, ``steps`` per leg): images [K*steps, C, H, W]."""
+def walk_frames(model, num_keys: int, steps: int, seed: int = 0, label: int | None = None) -> Tensor:
+    """A closed walk through ``num_keys`` seeded latents (slerp, ``steps`` per leg): images [K*steps, C, H, W]; every
+    frame of class ``label`` for a class-conditional model."""
     g = torch.Generator().manual_seed(seed)
     keys = torch.randn(num_keys, model.latent_dim, generator=g)
     t = torch.linspace(0, 1, steps + 1)[:-1]
     z = slerp(keys, keys.roll(-1, 0), t).reshape(-1, model.latent_dim)
-    return torch.cat([model.generate(chunk).cpu() for chunk in z.split(256)])
+    labels = (lambda n: None) if label is None else (lambda n: torch.full((n,), label, dtype=torch.long))
+    return torch.cat([model.generate(chunk, labels(len(chunk))).cpu() for chunk in z.split(256)])
 
 
 def plot_points(samples: Tensor, means: Tensor, path: str | Path, title: str = "", sigma: float | None = None) -> Path:

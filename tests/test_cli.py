@@ -64,6 +64,7 @@ def test_config_trains_and_writes_a_run_folder(tmp_path, config):
 
 
 def test_every_config_is_run_by_a_test():
+    from test_conditional import CONDITIONAL_CONFIGS
     from test_detect import DETECT_CONFIGS
     from test_face_configs import FACE_CONFIGS
     from test_faceswap import FACESWAP_CONFIGS
@@ -72,9 +73,9 @@ def test_every_config_is_run_by_a_test():
     from test_toy import TOY_CONFIGS
 
     # A new YAML joins one of the lists (here, test_face_configs.py, test_detect.py, test_faceswap.py, test_toy.py,
-    # test_r3gan.py, test_stacked_mnist.py).
+    # test_r3gan.py, test_stacked_mnist.py, test_conditional.py).
     lists = MNIST_CONFIGS + FACE_CONFIGS + DETECT_CONFIGS + FACESWAP_CONFIGS + TOY_CONFIGS + R3GAN_CONFIGS
-    expected = lists + STACKED_MNIST_CONFIGS
+    expected = lists + STACKED_MNIST_CONFIGS + CONDITIONAL_CONFIGS
     assert sorted(p.name for p in (ROOT / "configs").glob("*.yaml")) == sorted(expected)
 
 

@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "gan_modules.core",
             "gan_modules.base",
+            "gan_modules.conditional",
             "gan_modules.checkpoints",
             "gan_modules.validation",
             "gan_modules.adversarial",

@@ -116,3 +116,82 @@ def held_out_split(datamodule: ImageDataModule) -> tuple[str, torch.utils.data.D
     datamodule.prepare_data()
     datamodule.setup("validate")
     return datamodule.reference_split()
+
+
+def parse_classes(text: str | None, model: GANModule) -> list[int] | None:
+    """``--classes 0,3,7`` as a list of the model's classes; every class when not given; None for an unconditional
+    model (which refuses the flag)."""
+    num_classes = getattr(model, "num_classes", 0)
+    if not num_classes:
+        if text is not None:
+            raise ValueError(f"--classes is for class-conditional models; this {type(model).__name__} has no classes")
+        return None
+    if text is None:
+        return list(range(num_classes))
+    try:
+        classes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--classes takes comma-separated class numbers (0,3,7), got {text!r}") from None
+    if not classes or any(not 0 <= c < num_classes for c in classes):
+        raise ValueError(f"--classes must name classes 0..{num_classes - 1} of this model, got {text!r}")
+    return classes
+
+
+class ClassSampler:
+    """Draws images from a class-conditional GAN as ``sampling.Sampler`` does from an unconditional one (``batches``,
+    ``describe``): image i is of class ``classes[i % len(classes)]``, from the latents ``GANModule.sample_batches``
+    draws with the same seed (every coordinate beyond ``truncation`` drawn again, ``sampling.truncated_normal``).
+
+    DRS and MH-GAN are refused: they calibrate D's score of images alone, which a projection D does not give.
+    """
+
+    def __init__(self, model: GANModule, classes: list[int] | torch.Tensor, truncation: float = float("inf")) -> None:
+        self.model, self.truncation = model, truncation
+        self.classes = torch.as_tensor(classes, dtype=torch.long)
+        self.labels: torch.Tensor | None = None  # those of the last ``batches``
+
+    def labels_for(self, num_samples: int) -> torch.Tensor:
+        """The class of each of ``num_samples`` images: ``classes`` over and over."""
+        return self.classes.repeat(-(-num_samples // len(self.classes)))[:num_samples]
+
+    def batches(self, num_samples: int, batch_size: int = 256, seed: int = 0):
+        self.labels = self.labels_for(num_samples)
+        generator = torch.Generator().manual_seed(seed)
+        z = sampling.truncated_normal(num_samples, self.model.latent_dim, self.truncation, generator)
+        for chunk, labels in zip(z.split(batch_size), self.labels.split(batch_size)):
+            yield self.model.generate(chunk, labels)
+
+    def describe(self) -> dict:
+        return {"name": "plain", "truncation": None if self.truncation == float("inf") else self.truncation}
+
+
+def image_sampler(model: GANModule, method: str, truncation: float, classes: list[int] | torch.Tensor | None, **kwargs):
+    """``sampling.Sampler(model, method, truncation, **kwargs)``, or for a class-conditional model (``classes`` not
+    None) a ``ClassSampler``, which draws plain or truncated images only."""
+    if classes is None:
+        return sampling.Sampler(model, method, truncation, **kwargs)
+    if method != "plain":
+        raise ValueError(
+            f"--sampler {method} calibrates D's score of images alone, and this class-conditional "
+            f"{type(model).__name__}'s D judges (image, class) pairs; use --sampler plain (--truncation works)"
+        )
+    return ClassSampler(model, classes, truncation)
+
+
+def generate_in_batches(
+    model: GANModule, z: torch.Tensor, labels: torch.Tensor | None, batch_size: int
+) -> torch.Tensor:
+    """``model.generate`` of z [N, latent_dim] (with labels [N] for a class-conditional model), ``batch_size`` at a
+    time, on the CPU."""
+    chunks = z.split(batch_size)
+    classes = labels.split(batch_size) if labels is not None else [None] * len(chunks)
+    return torch.cat([model.generate(chunk, y).cpu() for chunk, y in zip(chunks, classes)])
+
+
+def rows_by_class(images: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, int]:
+    """(tiles, images per row) of a grid with one class per row, in ``classes``' order: each class's images in their
+    order, rows padded with blank (black) tiles to the longest. ``images`` in [0, 1]."""
+    rows = [images[labels == c] for c in dict.fromkeys(classes)]
+    width = max(len(row) for row in rows)
+    blank = images.new_zeros(1, *images.shape[1:])
+    return torch.cat([torch.cat([row, blank.expand(width - len(row), *images.shape[1:])]) for row in rows]), width

@@ -25,6 +25,12 @@ reference split's first images (``gan_modules.sampling``: so those real images a
 FID's reference; a datamodule without a held-out split is refused). The table and the JSON name the sampler, psi
 and the acceptance rate, and the JSON's file name carries them (``..._metrics_n10000_drs_psi0.7.json``), so no
 two settings write the same file.
+
+A class-conditional model (``model.num_classes`` > 0) draws its FID images for the classes of the reference images
+they are compared with (the first ``--num_samples`` of the reference split: the test set's class balance), or every
+class equally often when the datamodule has no labels; ``--truncation`` applies, DRS and MH-GAN do not. A
+10-class model of 1-channel 28x28 images (MNIST) also gets its class accuracy: how often the digit classifier
+(``gan_modules.metrics.digits``, 99.34% on the test digits) names the class each image was drawn for.
 """
 
 from __future__ import annotations
@@ -40,11 +46,18 @@ import torch
 from datamodules.stacked_mnist import StackedMNISTDataModule
 from gan_modules import metrics as gan_metrics
 from gan_modules import zoo
-from gan_modules.commands.common import add_sampler_arguments, check_sampler, datamodule_from_run, load_gan
+from gan_modules.commands.common import (
+    ClassSampler,
+    add_sampler_arguments,
+    check_sampler,
+    datamodule_from_run,
+    image_sampler,
+    load_gan,
+)
 from gan_modules.io import atomic_text, resolve_device
 from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.digits import NUM_SAMPLES as MODES_NUM_SAMPLES
-from gan_modules.metrics.digits import WEIGHTS_SHA256, StackedMNISTModes, load_digit_classifier
+from gan_modules.metrics.digits import WEIGHTS_SHA256, StackedMNISTModes, classify_digits, load_digit_classifier
 from gan_modules.metrics.reference import reference_features
 from gan_modules.sampling import DRS_PERCENTILE, MH_K, Sampler, describe_text, settings_suffix
 
@@ -52,25 +65,48 @@ DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 r
 DEFAULT_BATCH_SIZE = 100  # images per generator and Inception batch
 
 
+class ClassAccuracy:
+    """How often the digit classifier names the class each generated image was drawn for (``labels``, in order)."""
+
+    def __init__(self, classifier: torch.nn.Module, labels: torch.Tensor) -> None:
+        self.classifier, self.labels = classifier, labels.cpu()
+        self.predicted: list[torch.Tensor] = []
+
+    def update(self, images: torch.Tensor) -> None:
+        self.predicted.append(classify_digits(self.classifier, images).cpu())
+
+    def compute(self) -> dict:
+        predicted = torch.cat(self.predicted)
+        labels = self.labels[: len(predicted)]
+        right = (predicted == labels).float()
+        per_class = {str(c): float(right[labels == c].mean()) for c in labels.unique().tolist()}
+        return {"accuracy": float(right.mean()), "per_class": per_class, "num_samples": len(predicted),
+                "classifier_sha256": WEIGHTS_SHA256}  # fmt: skip
+
+
 @torch.inference_mode()
 def generated_features(
-    sampler: Sampler,
+    sampler: Sampler | ClassSampler,
     network,
     num_samples: int,
     batch_size: int,
     seed: int,
     modes: StackedMNISTModes | None = None,
     modes_num_samples: int = 0,
+    classes: ClassAccuracy | None = None,
 ) -> torch.Tensor:
     """Features of ``num_samples`` images from ``sampler`` (the model's sampling generator), seeded with ``seed``.
 
-    With ``modes``, the first ``modes_num_samples`` images of the same stream are also classified into it.
+    With ``modes``, the first ``modes_num_samples`` images of the same stream are also classified into it; with
+    ``classes``, the ``num_samples`` FID images are classified into it.
     """
     total = max(num_samples, modes_num_samples if modes is not None else 0)
     features, seen = [], 0
     for images in sampler.batches(total, batch_size, seed):
         if seen < num_samples:
             features.append(extract_features(network, images[: num_samples - seen]))
+            if classes is not None:
+                classes.update(images[: num_samples - seen])
         if modes is not None and seen < modes_num_samples:
             modes.update(images[: modes_num_samples - seen])
         seen += len(images)
@@ -126,7 +162,14 @@ def evaluate(
     datamodule.prepare_data()
     datamodule.setup("validate")
     split, dataset = datamodule.reference_split()
-    image_sampler = Sampler(model, sampler, truncation, (split, dataset), drs_percentile=drs_percentile, mh_k=mh_k)
+    num_classes = getattr(model, "num_classes", 0)
+    labels, labels_from = class_labels(datamodule, split, num_samples, num_classes) if num_classes else (None, None)
+    image_stream = image_sampler(
+        model, sampler, truncation, labels, held_out=(split, dataset), drs_percentile=drs_percentile, mh_k=mh_k
+    )
+    classes = None
+    if num_classes == 10 and (datamodule.num_channels, datamodule.image_size) == (1, 28):  # MNIST's digits
+        classes = ClassAccuracy(load_digit_classifier(map_location=dev), labels)
     if (note := sample_count_note(num_samples, split, len(dataset))) is not None:
         print(note, file=sys.stderr, flush=True)  # before the long part: generating and embedding
     network = gan_metrics.feature_network(precision=feature_precision, num_images=num_samples).to(dev)
@@ -142,13 +185,14 @@ def evaluate(
     )
     reference_done = time.perf_counter()
     fake = generated_features(
-        image_sampler,
+        image_stream,
         network,
         num_samples=num_samples,
         batch_size=batch_size,
         seed=seed,
         modes=modes,
         modes_num_samples=modes_num_samples,
+        classes=classes,
     )
     fake_done = time.perf_counter()
 
@@ -164,6 +208,10 @@ def evaluate(
             "num_samples": int(stats["num_samples"]),
             "classifier_sha256": WEIGHTS_SHA256,
         }
+    if num_classes:
+        results["class_conditional"] = {"num_classes": num_classes, "labels": labels_from}
+    if classes is not None:
+        results["class_accuracy"] = classes.compute()
     metrics_done = time.perf_counter()
     return {
         **results,
@@ -174,7 +222,7 @@ def evaluate(
         "feature_network_sha256": checksum,
         "feature_precision": feature_precision,
         "generator": "generator_ema" if model.generator_ema is not None else "generator",
-        "sampler": image_sampler.describe(),
+        "sampler": image_stream.describe(),
         "checkpoint": None if ckpt_path is None else str(ckpt_path),
         "pretrained": pretrained,
         "seed": seed,
@@ -186,6 +234,16 @@ def evaluate(
             "total": round(metrics_done - start, 2),
         },
     }
+
+
+def class_labels(datamodule, split: str, num_samples: int, num_classes: int) -> tuple[torch.Tensor, str]:
+    """(the class of each of the ``num_samples`` FID images, where they come from): the classes of the reference
+    images they are compared with (repeated when the split is smaller), or every class equally often."""
+    known = datamodule.reference_labels() if hasattr(datamodule, "reference_labels") else None
+    if known is None or getattr(datamodule, "num_classes", None) != num_classes:
+        return torch.arange(num_samples) % num_classes, "every class equally often (no labels of these classes)"
+    labels = known.repeat(-(-num_samples // len(known)))[:num_samples]
+    return labels, f"the classes of the {split!r} split's first {min(num_samples, len(known)):,} images (their balance)"
 
 
 def sample_count_note(num_samples: int, split: str, num_reference: int) -> str | None:
@@ -213,6 +271,12 @@ def format_table(results: dict) -> str:
             ("modes", f"{stacked['modes']} of 1000 digit triples ({stacked['num_samples']} generated)"),
             ("KL", f"{stacked['kl']:.4f} (to uniform over the 1000 triples)"),
         ]
+    if (conditional := results.get("class_conditional")) is not None:
+        rows.append(("classes", f"{conditional['num_classes']}, drawn as {conditional['labels']}"))
+    if (accuracy := results.get("class_accuracy")) is not None:
+        worst = min(accuracy["per_class"].items(), key=lambda item: item[1])
+        rows.append(("class accuracy", f"{accuracy['accuracy']:.2%} by the digit classifier (lowest: class "
+                                         f"{worst[0]}, {worst[1]:.2%})"))  # fmt: skip
     rows += [
         ("sampler", describe_text(results["sampler"])),
         ("samples", f"{results['num_fake']} generated vs {results['num_real']} {results['reference']['split']}"),

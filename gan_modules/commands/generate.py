@@ -12,6 +12,12 @@ sampling) or ``--sampler mh`` (MH-GAN) picks the images with the checkpoint's di
 images it never trained on (the run's held-out split; ``gan_modules.sampling``). They apply to ``--out_dir`` and
 ``--grid``; every PNG written says in its text chunks which sampler and psi made it, and the last line reports the
 acceptance rate.
+
+A class-conditional model (``model.num_classes`` > 0) draws image i of class ``classes[i % len(classes)]``:
+``--classes 0,3,7`` (default: every class). File names carry the class (``000012_class7.png``, and a ``Class`` text
+chunk), the grid shows one class per row (padded with black tiles where a class has fewer images), each
+``--interpolate`` row keeps one class (the rows cycle through them) and ``--walk`` the first one. ``--truncation``
+works; DRS and MH-GAN do not (they score images alone, and a projection D judges (image, class) pairs).
 """
 
 from __future__ import annotations
@@ -29,11 +35,16 @@ from torchvision.utils import make_grid, save_image
 from gan_modules import zoo
 from gan_modules.base import GANModule
 from gan_modules.commands.common import (
+    ClassSampler,
     add_sampler_arguments,
     check_sampler,
     datamodule_from_run,
+    generate_in_batches,
     held_out_split,
+    image_sampler,
     load_gan,
+    parse_classes,
+    rows_by_class,
 )
 from gan_modules.io import atomic_folder, atomic_write, grid_rows, resolve_device
 from gan_modules.sampling import Sampler, describe_text
@@ -42,7 +53,7 @@ from gan_modules.visualize import interpolation_latents, save_gif, walk_frames
 
 @torch.inference_mode()
 def generate_images(
-    model: GANModule, num_images: int, batch_size: int, seed: int, sampler: Sampler | None = None
+    model: GANModule, num_images: int, batch_size: int, seed: int, sampler: Sampler | ClassSampler | None = None
 ) -> torch.Tensor:
     """num_images images [N, C, H, W] in [-1, 1] from seeded latents (same seed, same images), drawn by
     ``sampler`` (default: plain, untruncated)."""
@@ -80,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--classes", default=None, help="class-conditional models: classes to draw, e.g. 0,3,7 (all)")
     add_sampler_arguments(parser)
     parser.add_argument("--data_dir", default=None, help="drs/mh: the held-out images' folder (default: config.yaml's)")
     args = parser.parse_args(argv)
@@ -120,18 +132,24 @@ def main(argv: list[str] | None = None) -> int:
             model = zoo.load_entry(args.pretrained, map_location=device)
         else:
             model = load_gan(args.ckpt_path, map_location=device).eval()
+        classes = parse_classes(args.classes, model)  # None: an unconditional model
         held_out = None
-        if args.sampler != "plain":
+        if args.sampler != "plain" and classes is None:
             held_out = held_out_split(datamodule_from_run(Path(args.ckpt_path).expanduser(), args.data_dir))
-        sampler = Sampler(
-            model, args.sampler, args.truncation, held_out, drs_percentile=args.drs_percentile, mh_k=args.mh_k
-        )
+        sampler = image_sampler(
+            model, args.sampler, args.truncation, classes, held_out=held_out, drs_percentile=args.drs_percentile,
+            mh_k=args.mh_k,
+        )  # fmt: skip
         images = None
         if out_dir or grid_path:
             images = generate_images(model, args.num_images, args.batch_size, args.seed, sampler)
         if args.interpolate:
             z_interp = interpolation_latents(model.latent_dim, args.pairs, args.steps, seed=args.seed)
-            interp = torch.cat([model.generate(z).cpu() for z in z_interp.split(args.batch_size)])
+            # A class-conditional model keeps each row's class: the rows cycle through the classes.
+            rows = (
+                ClassSampler(model, classes).labels_for(args.pairs).repeat_interleave(args.steps) if classes else None
+            )
+            interp = generate_in_batches(model, z_interp, rows, args.batch_size)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -147,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.walk:
         path = files["--walk"]
         with torch.inference_mode():
-            frames = walk_frames(model, args.walk_keys, steps=12, seed=args.seed).add(1).div(2)
+            label = classes[0] if classes else None
+            frames = walk_frames(model, args.walk_keys, steps=12, seed=args.seed, label=label).add(1).div(2)
         save_gif(frames, path)
         print(f"wrote a {len(frames)}-frame latent walk through {args.walk_keys} latents to {path}")
     if images is None:
@@ -155,15 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     unit = images.add(1).div(2)  # [-1, 1] -> [0, 1]; save_image rounds to uint8 like any PNG writer
     drawn = describe_text(sampler.describe())
     labels |= {"Sampler": drawn, "Seed": str(args.seed)}
+    classes_of = sampler.labels.tolist() if classes else None  # each image's class
     if out_dir is not None:
         width = len(str(len(unit) - 1))
         with atomic_folder(out_dir) as tmp:  # all images or none: an interrupted run leaves no half-filled folder
             for i, image in enumerate(unit):
-                save_png(image, tmp / f"{i:0{width}d}.png", labels)
+                name, text = f"{i:0{width}d}", labels
+                if classes_of is not None:  # the class in the file name and in a text chunk
+                    name, text = f"{name}_class{classes_of[i]}", {**labels, "Class": str(classes_of[i])}
+                save_png(image, tmp / f"{name}.png", text)
         print(f"wrote {len(unit)} images to {out_dir}")
     if grid_path is not None:
-        _atomic_save(make_grid(unit, nrow=grid_rows(len(unit))), grid_path, labels)
-        print(f"wrote a {len(unit)}-image grid to {grid_path}")
+        tiles, nrow = (
+            (unit, grid_rows(len(unit))) if classes_of is None else rows_by_class(unit, sampler.labels, classes)
+        )
+        _atomic_save(make_grid(tiles, nrow=nrow), grid_path, labels)
+        per_class = "" if classes_of is None else f", one class per row ({', '.join(map(str, dict.fromkeys(classes)))})"
+        print(f"wrote a {len(unit)}-image grid to {grid_path}{per_class}")
     entry = f" (zoo entry {args.pretrained})" if args.pretrained else ""
     print(f"sampled from the {source} of {type(model).__name__}{entry}, seed {args.seed}; sampler {drawn}")
     return 0

@@ -67,7 +67,8 @@ class Step:
 
     ``real_in``/``fake_in`` are the images as D saw them (after every ``d_input``); ``d`` runs D on such
     images again (for penalties on input gradients). ``real_out`` is None in G's step unless a trick needs
-    real features, which then come from this batch's D step (computed before D's update, detached).
+    real features, which then come from this batch's D step (computed before D's update, detached). ``labels`` is
+    the class of each row [N] in a class-conditional model (the reals and the fakes of a batch share them), else None.
     """
 
     gan: TrickHost
@@ -80,6 +81,7 @@ class Step:
     # How many discriminators this update sums terms over: a term that does not depend on the batch (historical
     # averaging) divides itself by it, so that the sum is the term once.
     judges: int = 1
+    labels: Tensor | None = None
 
 
 class Trick(nn.Module):

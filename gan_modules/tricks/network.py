@@ -47,6 +47,11 @@ class PacGAN(Trick):
         super().setup(gan)
         if getattr(gan, "conditional", False):
             raise ValueError(f"PacGAN packs unconditional samples; {type(gan).__name__} judges image pairs")
+        if getattr(gan, "num_classes", 0):
+            raise ValueError(
+                f"PacGAN packs several images into one D input, which then has no one class; this {type(gan).__name__} "
+                "is class-conditional (model.num_classes): remove PacGAN from model.tricks"
+            )
         for parent in gan.discriminator.modules():
             for name, child in parent.named_children():
                 if isinstance(child, nn.Conv2d):
