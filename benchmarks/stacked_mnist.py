@@ -122,13 +122,10 @@ def run(
 
 
 def stored_results(path: Path, num_samples: int, quick: bool) -> dict:
-    """A previous invocation's results, if measured at the same FID N and mode (rows of unknown rows dropped)."""
-    if not path.is_file():
-        return {}
-    stored = json.loads(path.read_text())
-    if stored.get("num_samples") != num_samples or stored.get("quick") != quick:
-        return {}
-    stored["runs"] = [r for r in stored.get("runs", []) if r.get("row") in ROWS]
+    """A previous invocation's results (``quality.stored_results``), without rows of rows this file no longer has."""
+    stored = quality.stored_results(path, num_samples, quick)
+    if stored:
+        stored["runs"] = [r for r in stored.get("runs", []) if r.get("row") in ROWS]
     return stored
 
 

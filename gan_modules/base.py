@@ -251,19 +251,27 @@ class GANModule(ImageModule):
                 f"the projection discriminator of this class-conditional {type(self).__name__} judges (image, class) "
                 "pairs, not images alone; train a FakeDetector instead"
             )
+        logits = self.discriminator_outputs(images, ". Train a FakeDetector instead")
+        return torch.sigmoid(-logits.float().reshape(len(images), -1).mean(1))  # D's logit says real
+
+    @torch.no_grad()
+    def discriminator_outputs(self, images: Tensor, refusal: str) -> Tensor:
+        """D's raw output for uint8 or [-1, 1] ``images``, from the discriminator in eval mode (its mode restored).
+
+        A D that cannot score single images (PacGAN's packs) raises a ValueError ending in ``refusal`` (what the
+        caller's user can do instead)."""
+        discriminator = self.discriminator
         was_training = discriminator.training
         discriminator.eval()
         try:
-            x = self.images_in(images.to(self.device)).float()
-            logits = discriminator(x)
+            return discriminator(self.images_in(images.to(self.device)).float())
         except RuntimeError as err:
             raise ValueError(
                 f"the discriminator of this {type(self).__name__} cannot score single images ({err}); "
-                "a PacGAN discriminator judges packs of images. Train a FakeDetector instead"
+                f"a PacGAN discriminator judges packs of images{refusal}"
             ) from None
         finally:
             discriminator.train(was_training)
-        return torch.sigmoid(-logits.float().reshape(len(x), -1).mean(1))  # D's logit says real
 
     @property
     def fake_judge(self) -> str:

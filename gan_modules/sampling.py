@@ -57,22 +57,10 @@ def discriminator_logits(model: GANModule, images: Tensor) -> Tensor:
 
     A D that answers with a map of logits (a PatchGAN) is averaged per image, as ``fake_probability`` does.
     """
-    discriminator = model.discriminator
-    was_training = discriminator.training
-    discriminator.eval()
-    try:
-        x = model.images_in(images.to(model.device)).float()
-        logits = discriminator(x)
-    except RuntimeError as err:
-        raise ValueError(
-            f"the discriminator of this {type(model).__name__} cannot score single images ({err}); "
-            "a PacGAN discriminator judges packs of images, so DRS and MH-GAN cannot use it"
-        ) from None
-    finally:
-        discriminator.train(was_training)
-    if logits.shape[0] != len(x):
-        raise ValueError(f"the discriminator answered {logits.shape[0]} logits for {len(x)} images; need one each")
-    logits = logits.double().reshape(len(x), -1).mean(1).cpu()
+    logits = model.discriminator_outputs(images, ", so DRS and MH-GAN cannot use it")
+    if logits.shape[0] != len(images):
+        raise ValueError(f"the discriminator answered {logits.shape[0]} logits for {len(images)} images; need one each")
+    logits = logits.double().reshape(len(images), -1).mean(1).cpu()
     if not torch.isfinite(logits).all():
         raise ValueError("the discriminator gave a non-finite logit; DRS and MH-GAN need finite ones")
     return logits
