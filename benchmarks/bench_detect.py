@@ -67,19 +67,20 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-def train_detector(fakes: Path, name: str, quick: bool, extra: tuple[str, ...] = ()) -> Path:
-    """Trains configs/detect_mnist.yaml on ``fakes`` with train.py (reused when the same run is done); returns
-    its best.ckpt. ``extra``: more train.py arguments (``--trainer.max_epochs 10``)."""
-    root = ROOT / "runs" / ("detect-quick" if quick else "detect")
+def train_detector(fakes: Path | str, name: str, quick: bool, extra: tuple[str, ...] = (), root: Path | None = None,
+                   config: str = "detect_mnist.yaml") -> Path:  # fmt: skip
+    """Trains ``configs/<config>`` on ``fakes`` with train.py under ``root`` (reused when the same run is done);
+    returns its best.ckpt. ``extra``: more train.py arguments (``--trainer.max_epochs 10``)."""
+    root = root or ROOT / "runs" / ("detect-quick" if quick else "detect")
     parent = root / name
     done = sorted(parent.glob("*/checkpoints/best.ckpt"))
     marker = lambda ckpt: ckpt.parent.parent / "fakes.txt"
-    settings = " ".join([str(fakes), *extra])
+    settings = " ".join([str(fakes), *extra] + ([config] if config != "detect_mnist.yaml" else []))
     done = [c for c in done if marker(c).is_file() and marker(c).read_text() == settings]
     if done:
         print(f"reusing {done[-1]}", flush=True)
         return done[-1]
-    command = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "detect_mnist.yaml"),
+    command = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config),
                "--data.fakes", f"[{fakes}]", "--run_name", name, "--trainer.default_root_dir", str(root),
                "--trainer.enable_progress_bar", "false"]  # fmt: skip
     if quick:
@@ -244,8 +245,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data_dir", default=str(ROOT / "data"))
+    parser.add_argument("--matrix", action="store_true", help="the robustness matrix (benchmarks/detect_matrix.py): "
+                        "detectors trained on each generator x tested on each x degradations")  # fmt: skip
+    parser.add_argument("--generators", nargs="+", default=None, help="--matrix: the generators (default: all)")
+    parser.add_argument("--configs", nargs="+", default=None, help="--matrix: detector configs (default: web)")
     parser.add_argument("detector_args", nargs="*", help="more train.py arguments for the detectors (after --)")
     args = parser.parse_args(argv)
+    if args.matrix:
+        from benchmarks import detect_matrix
+
+        generators = args.generators or list(detect_matrix.GENERATORS)
+        unknown = sorted(set(generators) - set(detect_matrix.GENERATORS))
+        if unknown:
+            parser.error(f"unknown generators {unknown}; choose from {list(detect_matrix.GENERATORS)}")
+        configs = args.configs or detect_matrix.CONFIGS
+        command = "python -m benchmarks.bench_detect --matrix" + (" --quick" if args.quick else "")
+        command += (" --generators " + " ".join(args.generators)) if args.generators else ""
+        command += (" --configs " + " ".join(args.configs)) if args.configs else ""
+        detect_matrix.run(generators, configs, args.quick, args.data_dir, command)
+        return
     command = "python -m benchmarks.bench_detect" + (" --quick" if args.quick else "")
     command += (" -- " + " ".join(args.detector_args)) if args.detector_args else ""
     run(args.quick, args.data_dir, command, tuple(args.detector_args))

@@ -114,9 +114,9 @@ class RealFakeDataModule(ImageDataModule):
         """
         Args:
             real: the datamodule of real images (``class_path`` + ``init_args`` in YAML).
-            fakes: GAN checkpoints (``.ckpt``: fakes generated at setup) and/or folders of generated images. An
-                entry with ``*`` takes its newest match by name (run folders are time-stamped), e.g.
-                ``runs/dcgan_mnist/*/checkpoints/last.ckpt``.
+            fakes: GAN checkpoints (``.ckpt``: fakes generated at setup), model zoo entries (``zoo:NAME``, e.g.
+                ``zoo:vanilla_mnist-seed42``) and/or folders of generated images. An entry with ``*`` takes its
+                newest match by name (run folders are time-stamped), e.g. ``runs/dcgan_mnist/*/checkpoints/last.ckpt``.
             num_train: real training images (as many fakes are added).
             num_val: real validation images (the detector's threshold is chosen on this split).
             num_test: real test images.
@@ -280,8 +280,14 @@ class RealFakeDataModule(ImageDataModule):
         return self._loader(self.datasets["test"], shuffle=False, drop_last=False)
 
 
+ZOO_PREFIX = "zoo:"  # a fake source "zoo:NAME" samples the model zoo's entry NAME (no training needed)
+
+
 def resolve_source(entry: str) -> str:
-    """A fake source as given, or the last match (by name: the newest run stamp) of a glob pattern."""
+    """A fake source as given (a zoo entry ``zoo:NAME`` too: ``open_generator`` checks it), or the last match (by
+    name: the newest run stamp) of a glob pattern."""
+    if entry.startswith(ZOO_PREFIX):
+        return entry
     if any(c in entry for c in "*?["):
         root, pattern = (Path("/"), entry.lstrip("/")) if entry.startswith("/") else (Path("."), entry)
         matches = sorted(root.expanduser().glob(pattern))

@@ -42,13 +42,40 @@ def jpeg(images: Tensor, quality: int) -> Tensor:
     return out
 
 
-def resize_down_up(images: Tensor, factor: float) -> Tensor:
-    """uint8 [N, C, H, W] -> downsampled by ``factor`` (antialiased bilinear) and upsampled back (bilinear)."""
-    size = images.shape[-2:]
-    small = [max(1, round(s * factor)) for s in size]
-    x = F.interpolate(images.float(), size=small, mode="bilinear", antialias=True, align_corners=False)
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+RESIZE_FILTERS = ("nearest", "bilinear", "bicubic", "area")  # the resamplers web pipelines use most
+
+
+def _resample(x: Tensor, size: list[int], method: str) -> Tensor:
+    if method == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    if method == "area":  # antialiased bilinear: PIL's and most CDNs' default for downscaling
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(x, size=size, mode=method, align_corners=False)
+
+
+def resample(images: Tensor, factor: float, method: str = "area") -> Tensor:
+    """uint8 [N, C, H, W] -> resized by ``factor`` (a web copy at another size) and back to H x W, as uint8.
+
+    The first resize uses ``method`` (one of ``RESIZE_FILTERS``; "area" is antialiased bilinear), the way back
+    bilinear (antialiased when it shrinks), so a fixed-size detector can score the copy. Every step is rounded
+    to uint8 as a saved image would be.
+    """
+    if method not in RESIZE_FILTERS:
+        raise ValueError(f"resize filter must be one of {RESIZE_FILTERS}, got {method!r}")
+    if not factor > 0:
+        raise ValueError(f"resize factor must be positive, got {factor}")
+    size = list(images.shape[-2:])
+    scaled = [max(1, round(s * factor)) for s in size]
+    if scaled == size:
+        return images
+    x = _resample(images.float(), scaled, method).round_().clamp_(0, 255)
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=factor > 1, align_corners=False)
     return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def resize_down_up(images: Tensor, factor: float) -> Tensor:
+    """uint8 [N, C, H, W] -> resized by ``factor`` (antialiased bilinear) and back (bilinear): ``resample``."""
+    return resample(images, factor, "area")
 
 
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -60,11 +87,23 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     return blurred.round_().clamp_(0, 255).to(torch.uint8)
 
 
+AUGMENTATIONS = ("resize", "blur", "jpeg")
+
+
 class DetectorAugment:
-    """CNNDetection's training augmentation, per image: Gaussian blur with probability ``blur_prob`` (sigma
-    uniform in [0, ``max_sigma``]) and JPEG with probability ``jpeg_prob`` (quality uniform in
-    [``min_quality``, 100]); Wang et al. 2020 use 0.5 / sigma up to 3 / quality 30-100 at 256 px. Applied to
-    real and fake images alike, so neither is told apart by the augmentation."""
+    """The training augmentation, per image and applied to real and fake alike, so neither is told apart by it.
+
+    CNNDetection's (Wang et al. 2020): Gaussian blur with probability ``blur_prob`` (sigma uniform in
+    [0, ``max_sigma``]) and JPEG with probability ``jpeg_prob`` (quality uniform in [``min_quality``, 100]);
+    they use 0.5 / sigma up to 3 / quality 30-100 at 256 px. Beyond it, for images as the web serves them
+    (Corvi et al. 2023 test with resizing and JPEG 65-100): a resize round trip with probability ``resize_prob``,
+    factor uniform in ``resize_range`` and a resampling filter drawn from ``resize_filters``; and with
+    ``random_order`` the three are applied in a random order per image (else resize, blur, JPEG).
+
+    ``augment(images, record=True)`` also returns what was done to each image: ``applied`` [N, 3] (bool, in
+    ``AUGMENTATIONS`` order), ``strength`` [N, 3] (factor, sigma, quality; NaN where not applied), ``filter``
+    [N] (index into ``resize_filters``, -1 where not resized) and ``order`` [N, 3].
+    """
 
     def __init__(
         self,
@@ -73,52 +112,87 @@ class DetectorAugment:
         jpeg_prob: float = 0.5,
         min_quality: int = 30,  # Wang et al. 2020
         resize_prob: float = 0.0,
+        resize_range: tuple[float, float] = (0.5, 1.5),
+        resize_filters: tuple[str, ...] = RESIZE_FILTERS,
+        random_order: bool = False,
     ) -> None:
         for name, p in (("blur_prob", blur_prob), ("jpeg_prob", jpeg_prob), ("resize_prob", resize_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"model.{name} must be in [0, 1], got {p}")
         if not 1 <= min_quality <= 100:
             raise ValueError(f"model.min_quality must be in 1..100, got {min_quality}")
+        low, high = (float(v) for v in resize_range)
+        if not 0 < low <= high:
+            raise ValueError(f"model.resize_range must be [low, high] with 0 < low <= high, got {list(resize_range)}")
+        bad = [f for f in resize_filters if f not in RESIZE_FILTERS]
+        if bad or not resize_filters:
+            raise ValueError(f"model.resize_filters must be a non-empty list from {list(RESIZE_FILTERS)}, got "
+                             f"{list(resize_filters)}")  # fmt: skip
         self.blur_prob, self.max_sigma, self.jpeg_prob, self.min_quality = blur_prob, max_sigma, jpeg_prob, min_quality
-        self.resize_prob = resize_prob
+        self.resize_prob, self.resize_range, self.resize_filters = resize_prob, (low, high), tuple(resize_filters)
+        self.random_order = random_order
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor, record: bool = False):
         images = images.clone()
-        draw = torch.rand(len(images), 4)
-        # Drawn only when used, so the blur/JPEG stream (and earlier runs) stay the same without resizing.
-        resize = torch.rand(len(images), 2) if self.resize_prob > 0 else torch.ones(len(images), 2)
-        for i in range(len(images)):
-            if resize[i, 0] < self.resize_prob:  # down by a factor in [0.5, 1) and back up (not in CNNDetection)
-                images[i : i + 1] = resize_down_up(images[i : i + 1], 0.5 + 0.5 * float(resize[i, 1]))
-            if draw[i, 0] < self.blur_prob:
-                images[i : i + 1] = gaussian_blur(images[i : i + 1], float(draw[i, 1]) * self.max_sigma)
-            if draw[i, 2] < self.jpeg_prob:
-                quality = self.min_quality + int(draw[i, 3] * (101 - self.min_quality))
-                images[i : i + 1] = jpeg(images[i : i + 1], min(100, quality))
-        return images
+        n = len(images)
+        draw = torch.rand(n, 4)
+        # Drawn only when used, so the blur/JPEG stream (and earlier runs) stay the same without them.
+        resize = torch.rand(n, 3) if self.resize_prob > 0 else torch.ones(n, 3)
+        order = torch.arange(3).repeat(n, 1)
+        if self.random_order:
+            order = torch.stack([torch.randperm(3) for _ in range(n)])
+        applied = torch.stack([resize[:, 0] < self.resize_prob, draw[:, 0] < self.blur_prob,
+                               draw[:, 2] < self.jpeg_prob], dim=1)  # fmt: skip
+        low, high = self.resize_range
+        factor = low + (high - low) * resize[:, 1]
+        filters = (resize[:, 2] * len(self.resize_filters)).long().clamp_(max=len(self.resize_filters) - 1)
+        sigma = draw[:, 1] * self.max_sigma
+        quality = (self.min_quality + (draw[:, 3] * (101 - self.min_quality)).long()).clamp_(max=100)
+        for i in range(n):
+            image = images[i : i + 1]
+            for op in order[i].tolist():
+                if not applied[i, op]:
+                    continue
+                if op == 0:
+                    image = resample(image, float(factor[i]), self.resize_filters[int(filters[i])])
+                elif op == 1:
+                    image = gaussian_blur(image, float(sigma[i]))
+                else:
+                    image = jpeg(image, int(quality[i]))
+            images[i : i + 1] = image
+        if not record:
+            return images
+        strength = torch.stack([factor, sigma, quality.float()], dim=1)
+        strength = torch.where(applied, strength, torch.full_like(strength, float("nan")))
+        filters = torch.where(applied[:, 0], filters, torch.full_like(filters, -1))
+        return images, {"applied": applied, "strength": strength, "filter": filters, "order": order}
 
 
 # ----------------------------------------------------------------------------- networks
 
 
 class DetectorCNN(nn.Module):
-    """images [N, C, H, W] in [-1, 1] -> logits [N] (higher = more likely fake).
+    """images [N, C, H, W] in [-1, 1] -> logits [N] (higher = more likely fake), for any H x W.
 
-    3x3 conv-BN-LeakyReLU pairs, the first pair at full resolution (generator artefacts are high-frequency:
-    no early striding), then a stride-2 conv per stage down to about 4x4, global average pooling, a linear head.
+    ``full_res_layers`` 3x3 conv-BN-LeakyReLU layers at full resolution (generator artefacts are high-frequency:
+    no early striding; Gragnaniello et al. 2021's "NoDown" keeps several), then a stride-2 conv per stage down to
+    about 4x4 (for ``image_size``), global average pooling and a linear head. Fully convolutional: an image of
+    any size is scored at its own resolution (the pooling averages the evidence over it).
     """
 
-    def __init__(self, num_channels: int = 3, image_size: int = 64, base_channels: int = 32) -> None:
+    def __init__(self, num_channels: int = 3, image_size: int = 64, base_channels: int = 32,
+                 full_res_layers: int = 1) -> None:  # fmt: skip
         super().__init__()
+        if full_res_layers < 1:
+            raise ValueError(f"full_res_layers must be at least 1, got {full_res_layers}")
         layers: list[nn.Module] = []
         width, size, in_ch = base_channels, image_size, num_channels
+        repeats = full_res_layers
         while True:
-            layers += [
-                nn.Conv2d(in_ch, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.LeakyReLU(0.2),
-            ]
-            in_ch = width
+            for _ in range(repeats):
+                layers += [nn.Conv2d(in_ch, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2)]
+                in_ch = width
+            repeats = 1
             if size <= 4:
                 break
             out = min(width * 2, base_channels * 8)
@@ -184,8 +258,30 @@ def best_threshold(probs: Tensor, labels: Tensor) -> tuple[float, float]:
     return float(cuts[k]), float(best / n)
 
 
+def real_only_threshold(real_probs: Tensor, fpr: float) -> float:
+    """The cut that calls at most a fraction ``fpr`` of ``real_probs`` fake (fake if probability >= cut).
+
+    Needs real images only, so it does not depend on which generator the fakes come from: on held-out reals of
+    the same kind the false-positive rate is ``fpr`` up to sampling error. The cut sits halfway between the
+    highest real score it keeps below and the lowest one it lets through.
+    """
+    if not 0 < fpr < 1:
+        raise ValueError(f"the target false-positive rate must be in (0, 1), got {fpr}")
+    if len(real_probs) == 0:
+        raise ValueError("a real-only threshold needs real images; got none")
+    p = real_probs.float().flatten().sort(descending=True).values
+    k = math.floor(fpr * len(p))  # reals allowed at or above the cut
+    below = p[k]
+    above = p[k - 1] if k > 0 else torch.tensor(1.0)
+    cut = (below + above) / 2
+    if not cut > below:  # ties, or neighbours with no float between them
+        cut = torch.nextafter(below, torch.tensor(2.0))
+    return float(cut)
+
+
 def classification_metrics(probs: Tensor, labels: Tensor, threshold: float = 0.5) -> dict[str, float]:
-    """AUROC, average precision and accuracy at ``threshold`` (and at 0.5) of fake probabilities (1 = fake)."""
+    """AUROC, average precision, and accuracy, true- and false-positive rate at ``threshold`` (accuracy at 0.5
+    too) of fake probabilities (1 = fake)."""
     labels = labels.long()
     if labels.min() == labels.max():
         raise ValueError("AUROC needs both real and fake images; got only one kind")
@@ -193,8 +289,10 @@ def classification_metrics(probs: Tensor, labels: Tensor, threshold: float = 0.5
     ap = BinaryAveragePrecision()(probs.float(), labels)
     accuracy = ((probs >= threshold).long() == labels).float().mean()
     accuracy_05 = ((probs >= 0.5).long() == labels).float().mean()
+    called_fake = probs >= threshold
+    tpr, fpr = called_fake[labels == 1].float().mean(), called_fake[labels == 0].float().mean()
     return {"auroc": float(auroc), "ap": float(ap), "acc": float(accuracy), "acc_0.5": float(accuracy_05),
-            "threshold": float(threshold)}  # fmt: skip
+            "tpr": float(tpr), "fpr": float(fpr), "threshold": float(threshold)}  # fmt: skip
 
 
 class FakeDetector(ImageModule):
@@ -215,8 +313,9 @@ class FakeDetector(ImageModule):
         self,
         image_size: int = 64,
         num_channels: int = 3,
-        arch: Literal["cnn", "resnet18"] = "cnn",
+        arch: Literal["cnn", "nodown", "resnet18"] = "cnn",
         base_channels: int = 32,
+        nodown_layers: int = 4,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         blur_prob: float = 0.5,
@@ -224,6 +323,10 @@ class FakeDetector(ImageModule):
         jpeg_prob: float = 0.5,
         min_quality: int = 30,
         resize_prob: float = 0.0,
+        resize_range: tuple[float, float] = (0.5, 1.5),
+        resize_filters: list[Literal["nearest", "bilinear", "bicubic", "area"]] | None = None,
+        random_order: bool = False,
+        target_fpr: float = 0.05,
         lr_schedule: Literal["cosine", "constant"] = "cosine",
         channels_last: bool | None = None,
     ) -> None:
@@ -231,34 +334,49 @@ class FakeDetector(ImageModule):
         Args:
             image_size: side of the square images (linked from the datamodule).
             num_channels: 1 (grayscale) or 3 (linked from the datamodule).
-            arch: "cnn" (``DetectorCNN``, small and fast on a CPU) or "resnet18" (torchvision's, from scratch).
+            arch: "cnn" (``DetectorCNN``, small and fast on a CPU), "nodown" (the same with ``nodown_layers``
+                layers at full resolution before the first down-sampling, Gragnaniello et al. 2021) or "resnet18"
+                (torchvision's, from scratch).
             base_channels: width of the CNN's first stage.
+            nodown_layers: conv layers at full resolution for arch "nodown".
             lr: AdamW learning rate.
             weight_decay: AdamW weight decay.
             blur_prob: probability of a Gaussian blur of each training image (``DetectorAugment``).
             max_sigma: largest blur sigma in pixels.
             jpeg_prob: probability of JPEG re-compression of each training image.
             min_quality: lowest JPEG quality drawn (uniform up to 100).
-            resize_prob: probability of a down/up resize of each training image (factor uniform in [0.5, 1)).
+            resize_prob: probability of a resize round trip of each training image (``DetectorAugment``).
+            resize_range: [low, high] of the resize factor, drawn uniformly (0.5-1.5: half to one and a half size).
+            resize_filters: resampling filters drawn from for the resize (None: all of ``RESIZE_FILTERS``).
+            random_order: apply resize, blur and JPEG in a random order per image (else in that order).
+            target_fpr: the false-positive rate the real-only threshold is set for: the ``1 - target_fpr``
+                quantile of the validation reals' scores (``real_threshold``), a verdict that needs no fakes of
+                the generator it will meet.
             lr_schedule: "cosine" decays the learning rate to 0 over the run (per step; Loshchilov & Hutter 2017),
                 "constant" keeps it. At a constant 1e-3 a 12-epoch MNIST detector fell from val AUROC 0.99 to 0.5
                 in its last two epochs.
             channels_last: the channels_last layout; None chooses it (the networks are convolutional).
         """
         super().__init__()
-        if arch not in ("cnn", "resnet18"):
-            raise ValueError(f"model.arch must be 'cnn' or 'resnet18', got {arch!r}")
+        if arch not in ("cnn", "nodown", "resnet18"):
+            raise ValueError(f"model.arch must be 'cnn', 'nodown' or 'resnet18', got {arch!r}")
+        if not 0 < target_fpr < 1:
+            raise ValueError(f"model.target_fpr must be in (0, 1), got {target_fpr}")
         if not lr > 0:
             raise ValueError(f"model.lr must be positive, got {lr}")
         if lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"model.lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
         self.save_hyperparameters()
-        self.augment = DetectorAugment(blur_prob, max_sigma, jpeg_prob, min_quality, resize_prob)
-        if arch == "cnn":
-            self.network = DetectorCNN(num_channels, image_size, base_channels)
-        else:
+        self.augment = DetectorAugment(blur_prob, max_sigma, jpeg_prob, min_quality, resize_prob, resize_range,
+                                       tuple(resize_filters or RESIZE_FILTERS), random_order)  # fmt: skip
+        if arch == "resnet18":
             self.network = _Squeeze(resnet18_detector(num_channels, image_size))
+        else:
+            full_res = nodown_layers if arch == "nodown" else 1
+            self.network = DetectorCNN(num_channels, image_size, base_channels, full_res_layers=full_res)
         self.register_buffer("threshold", torch.tensor(0.5))
+        # NaN until the first validation (and in checkpoints older than it): detect.py then uses ``threshold``.
+        self.register_buffer("real_threshold", torch.tensor(float("nan")))
         self.register_buffer("fixed_images", torch.empty(0, num_channels, image_size, image_size, dtype=torch.uint8))
         self.register_buffer("fixed_labels", torch.empty(0))
         self._val_outputs: list[tuple[Tensor, Tensor]] = []
@@ -282,7 +400,17 @@ class FakeDetector(ImageModule):
 
     @property
     def fake_threshold(self) -> float:
-        return float(self.threshold)
+        """The verdict's default cut: the real-only one (``target_fpr`` on real images) once calibrated, else the
+        validation-chosen one."""
+        return float(self.threshold if self.real_threshold.isnan() else self.real_threshold)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """{"real": real-only cut (absent before calibration), "val": validation-chosen cut}."""
+        out = {"val": float(self.threshold)}
+        if not self.real_threshold.isnan():
+            out["real"] = float(self.real_threshold)
+        return out
 
     @property
     def fake_judge(self) -> str:
@@ -328,11 +456,15 @@ class FakeDetector(ImageModule):
                 return
             raise ValueError("the validation split holds only real or only fake images; it needs both")
         threshold, accuracy = best_threshold(probs, labels)
+        real_cut = real_only_threshold(probs[labels == 0], self.hparams.target_fpr)
         if not self.trainer.sanity_checking:
             self.threshold.fill_(threshold)
+            self.real_threshold.fill_(real_cut)
         metrics = classification_metrics(probs, labels, threshold)
+        at_real = classification_metrics(probs, labels, real_cut)
         self.log("val/auroc", metrics.pop("auroc"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, prog_bar=False)
+        self.log_dict({f"val/{k}_real": at_real[k] for k in ("acc", "tpr", "fpr", "threshold")}, prog_bar=False)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self._test_outputs)
@@ -342,6 +474,9 @@ class FakeDetector(ImageModule):
         self._test_outputs.clear()
         metrics = classification_metrics(probs, labels, float(self.threshold))
         self.log_dict({f"test/{k}": v for k, v in metrics.items()})
+        if "real" in self.thresholds:
+            at_real = classification_metrics(probs, labels, self.thresholds["real"])
+            self.log_dict({f"test/{k}_real": at_real[k] for k in ("acc", "tpr", "fpr", "threshold")})
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -388,6 +523,7 @@ class FakeDetector(ImageModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("state_dict", {})
+        state.setdefault("real_threshold", torch.tensor(float("nan")))  # checkpoints from before the real-only cut
         for name in ("fixed_images", "fixed_labels"):  # filled after construction: size them as saved
             if name in state:
                 setattr(self, name, torch.empty_like(state[name], device=getattr(self, name).device))

@@ -20,16 +20,22 @@ from gan_modules.commands.common import load_gan, open_generator
 from gan_modules.commands.detect import fake_probabilities
 from gan_modules.commands.detect import main as detect_main
 from gan_modules.detector import (
+    AUGMENTATIONS,
+    RESIZE_FILTERS,
+    DetectorAugment,
+    DetectorCNN,
     FakeDetector,
     best_threshold,
     classification_metrics,
     gaussian_blur,
     jpeg,
+    real_only_threshold,
+    resample,
     resize_down_up,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DETECT_CONFIGS = ["detect_mnist.yaml"]
+DETECT_CONFIGS = ["detect_mnist.yaml", "detect_mnist_web.yaml"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -49,8 +55,8 @@ def noise(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
-def train_detector(tmp_path, fakes: Path, epochs: int = 3, *extra: str):
-    args = ["--config", str(ROOT / "configs" / "detect_mnist.yaml"), "--data.real", "datamodules.SyntheticDataModule",
+def train_detector(tmp_path, fakes: Path, epochs: int = 3, *extra: str, config: str = "detect_mnist.yaml"):
+    args = ["--config", str(ROOT / "configs" / config), "--data.real", "datamodules.SyntheticDataModule",
             "--data.real.num_images", "800", "--data.fakes", f"[{fakes}]", "--data.num_train", "300",
             "--data.num_val", "60", "--data.num_test", "100", "--data.batch_size", "32", "--model.base_channels", "8",
             "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(tmp_path / "runs"),
@@ -90,8 +96,6 @@ def test_degradations_keep_shape_and_change_pixels_as_their_strength_says():
 
 
 def test_augmentation_applies_each_degradation_with_its_probability():
-    from gan_modules.detector import DetectorAugment
-
     images = noise(16, 3)
     assert torch.equal(DetectorAugment(blur_prob=0, jpeg_prob=0)(images), images)
     for kwargs in ({"blur_prob": 1.0}, {"jpeg_prob": 1.0}, {"resize_prob": 1.0}):
@@ -168,9 +172,16 @@ def test_a_gan_that_does_not_fit_the_real_images_is_refused(gan_checkpoint):
 # ----------------------------------------------------------------------------- the mechanism
 
 
-def test_detector_learns_an_easy_split_and_the_checkpoint_keeps_its_threshold(tmp_path):
+@pytest.fixture(scope="module")
+def easy_detector(tmp_path_factory):
+    """A detector trained for two epochs on smooth blobs (real) vs uniform noise (fake): (cli, its folder)."""
+    tmp_path = tmp_path_factory.mktemp("easy_detector")
     fakes = write_images(tmp_path / "noise", noise(600, 1))
-    cli = train_detector(tmp_path, fakes, 2)
+    return train_detector(tmp_path, fakes, 2), tmp_path
+
+
+def test_detector_learns_an_easy_split_and_the_checkpoint_keeps_its_threshold(easy_detector):
+    cli, tmp_path = easy_detector
     run = cli.run_dir
     assert cli.trainer.callback_metrics["val/auroc"] > 0.99
     (schedule,) = cli.trainer.lr_scheduler_configs  # cosine, per step: down to about 0 at the last step
@@ -181,6 +192,10 @@ def test_detector_learns_an_easy_split_and_the_checkpoint_keeps_its_threshold(tm
     detector = load_model(run / "checkpoints" / "best.ckpt")
     assert isinstance(detector, FakeDetector) and 0 < float(detector.threshold) < 1
     assert float(detector.threshold) == pytest.approx(float(cli.model.threshold), abs=0.5)
+    # The real-only threshold survives the round trip and is the verdict's default.
+    assert 0 < float(detector.real_threshold) < 1 and detector.fake_threshold == float(detector.real_threshold)
+    assert set(detector.thresholds) == {"real", "val"}
+    assert result["test/fpr_real"] <= 0.15 and result["test/tpr_real"] > 0.9
     assert sorted(p.name for p in (run / "samples").glob("epoch_*.png")) == ["epoch_0000.png", "epoch_0001.png"]
     with pytest.raises(ValueError, match="holds a FakeDetector, not a GANModule"):
         load_gan(run / "checkpoints" / "best.ckpt")
@@ -230,3 +245,188 @@ def test_detect_command_errors_are_clear(tmp_path, capsys, gan_checkpoint):
     assert not (tmp_path / "a.csv").exists()
     assert detect_main(["--ckpt_path", ckpt, "--images", str(tmp_path), "--out", "x.csv", "--jpeg", "0"]) == 1
     assert "--jpeg must be a quality in 1..100" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- robustness (issue 26)
+
+
+def test_nodown_network_keeps_full_resolution_first_and_scores_any_size():
+    net = DetectorCNN(num_channels=1, image_size=28, base_channels=8, full_res_layers=4).eval()
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
+             for m in net.features if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 28, 28)).shape == (2,)
+    for hook in hooks:
+        hook.remove()
+    assert sizes[:4] == [(28, 28)] * 4 and sizes[4] == (14, 14)  # four full-resolution layers, then a stride
+    plain = DetectorCNN(num_channels=1, image_size=28, base_channels=8)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.features) == 3 + sum(
+        isinstance(m, torch.nn.Conv2d) for m in plain.features
+    )
+    # Fully convolutional: another size is scored at its own resolution, not refused or resized.
+    detector = FakeDetector(image_size=28, num_channels=1, arch="nodown", base_channels=8).eval()
+    for shape in ((3, 1, 28, 28), (2, 1, 40, 33)):
+        probs = detector.fake_probability(noise(shape[0], 0) if shape[-1] == 28 else
+                                          torch.randint(0, 256, shape, dtype=torch.uint8))  # fmt: skip
+        assert probs.shape == (shape[0],) and ((probs > 0) & (probs < 1)).all()
+    with pytest.raises(ValueError, match="model.arch must be 'cnn', 'nodown' or 'resnet18'"):
+        FakeDetector(arch="vgg")
+
+
+def test_web_augmentation_treats_both_classes_alike_with_its_probabilities_and_ranges():
+    torch.manual_seed(0)
+    augment = DetectorAugment(blur_prob=0.3, max_sigma=1.0, jpeg_prob=0.6, min_quality=40, resize_prob=0.5,
+                              resize_range=(0.5, 1.5), random_order=True)  # fmt: skip
+    images = torch.cat([blobs(1000, 0), noise(1000, 0)])
+    labels = torch.cat([torch.zeros(1000), torch.ones(1000)])
+    out, record = augment(images, record=True)
+    applied, strength = record["applied"], record["strength"]
+    for op, p in zip(AUGMENTATIONS, (0.5, 0.3, 0.6)):
+        j = AUGMENTATIONS.index(op)
+        for kind in (0, 1):  # the same rate for real and fake images, within sampling error (sd about 0.016)
+            rate = applied[labels == kind, j].float().mean().item()
+            assert abs(rate - p) < 0.06, (op, kind, rate)
+        assert strength[~applied[:, j], j].isnan().all()
+    factor, sigma, quality = (strength[applied[:, j], j] for j in range(3))
+    assert 0.5 <= factor.min() and factor.max() <= 1.5 and factor.max() - factor.min() > 0.9
+    assert 0 <= sigma.min() and sigma.max() <= 1.0
+    assert quality.min() >= 40 and quality.max() <= 100 and quality.max() - quality.min() > 50
+    filters = record["filter"][applied[:, 0]]
+    assert torch.bincount(filters, minlength=len(RESIZE_FILTERS)).min() > 100  # every filter drawn
+    assert (record["filter"][~applied[:, 0]] == -1).all()
+    assert len({tuple(order) for order in record["order"].tolist()}) == 6  # every order of the three
+    untouched = ~applied.any(dim=1)
+    assert torch.equal(out[untouched], images[untouched]) and out.shape == images.shape
+    # One image through the recorded steps by hand gives the same pixels.
+    i = int(torch.nonzero(applied.all(dim=1))[0])
+    image = images[i : i + 1]
+    for op in record["order"][i].tolist():
+        if op == 0:
+            image = resample(image, float(strength[i, 0]), RESIZE_FILTERS[int(record["filter"][i])])
+        else:
+            image = gaussian_blur(image, float(strength[i, 1])) if op == 1 else jpeg(image, int(strength[i, 2]))
+    assert torch.equal(image, out[i : i + 1])
+    with pytest.raises(ValueError, match="resize_range must be"):
+        DetectorAugment(resize_range=(1.5, 0.5))
+    with pytest.raises(ValueError, match="resize_filters must be"):
+        DetectorAugment(resize_filters=("lanczos9",))
+
+
+def test_resample_round_trips_any_factor_and_refuses_nonsense():
+    images = blobs(4, 1)
+    for factor in (0.5, 0.75, 1.5):
+        for method in RESIZE_FILTERS:
+            out = resample(images, factor, method)
+            assert out.shape == images.shape and out.dtype == torch.uint8
+    assert resample(images, 1.0) is images
+    # Enlarging and shrinking back loses less than shrinking and enlarging back.
+    err = lambda out: (out.float() - images.float()).abs().mean().item()
+    assert err(resample(images, 1.5)) < err(resample(images, 0.5))
+    assert torch.equal(resize_down_up(images, 0.5), resample(images, 0.5, "area"))
+    with pytest.raises(ValueError, match="resize filter must be one of"):
+        resample(images, 0.5, "lanczos")
+
+
+def test_real_only_threshold_gives_the_requested_false_positive_rate_on_held_out_reals():
+    scores = torch.linspace(0.1, 1.0, 10)
+    cut = real_only_threshold(scores, 0.2)  # two of ten may be called fake: between 0.8 and 0.9
+    assert cut == pytest.approx(0.85) and (scores >= cut).sum() == 2
+    assert real_only_threshold(scores, 0.01) > 1.0 - 1e-6 and (scores >= real_only_threshold(scores, 0.01)).sum() == 0
+    ties = torch.tensor([0.2, 0.5, 0.5, 0.5, 0.9])
+    assert (ties >= real_only_threshold(ties, 0.4)).sum() <= 2
+    # Calibrated on 4,000 reals, checked on 100,000 more from the same distribution.
+    beta = torch.distributions.Beta(2.0, 5.0)
+    torch.manual_seed(1)
+    val, held_out = beta.sample((4_000,)), beta.sample((100_000,))
+    for fpr in (0.01, 0.05, 0.2):
+        rate = (held_out >= real_only_threshold(val, fpr)).float().mean().item()
+        assert abs(rate - fpr) < 3 * (fpr * (1 - fpr) / 4_000) ** 0.5 + 0.002, (fpr, rate)
+    metrics = classification_metrics(torch.tensor([0.1, 0.6, 0.7, 0.2]), torch.tensor([0, 0, 1, 1]), 0.5)
+    assert metrics["tpr"] == 0.5 and metrics["fpr"] == 0.5
+    with pytest.raises(ValueError, match="false-positive rate must be in"):
+        real_only_threshold(scores, 0.0)
+
+
+def test_detect_command_resizes_compresses_scores_natively_and_calibrates(easy_detector, tmp_path, capsys):
+    cli, _ = easy_detector
+    ckpt = str(cli.run_dir / "checkpoints" / "best.ckpt")
+    detector = load_model(ckpt).eval()
+    real = blobs(20, 5)
+    folder = write_images(tmp_path / "real", real)
+
+    def scores(*flags: str) -> torch.Tensor:
+        out = tmp_path / f"scores{len(list(tmp_path.glob('*.csv')))}.csv"
+        assert detect_main(["--ckpt_path", ckpt, "--images", str(folder), "--out", str(out), *flags]) == 0
+        return torch.tensor([float(line.split(",")[1]) for line in out.read_text().splitlines()[1:]])
+
+    # --resize F --resize_filter M then --jpeg Q: exactly resample, then JPEG, then the detector.
+    expected = detector.fake_probability(jpeg(resample(real, 1.5, "nearest"), 80))
+    got = scores("--resize", "1.5", "--resize_filter", "nearest", "--jpeg", "80")
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(scores("--resize", "0.5"), detector.fake_probability(resample(real, 0.5)), atol=1e-5)
+    # --native: each image at its own size, never resized.
+    mixed = tmp_path / "mixed"
+    big = torch.randint(0, 256, (2, 1, 40, 36), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    write_images(mixed, torch.cat([real[:2], real[2:3]]))
+    write_images(mixed / "big", big)
+    out = tmp_path / "native.csv"
+    assert detect_main(["--ckpt_path", ckpt, "--images", str(mixed), "--out", str(out), "--native"]) == 0
+    rows = {line.split(",")[0]: float(line.split(",")[1]) for line in out.read_text().splitlines()[1:]}
+    assert rows[str(mixed / "big" / "0001.png")] == pytest.approx(float(detector.fake_probability(big[1:2])), abs=1e-5)
+    assert rows[str(mixed / "0000.png")] == pytest.approx(float(detector.fake_probability(real[:1])), abs=1e-5)
+    # --calibrate: the threshold from your own reals; at most --fpr of them are then called fake.
+    capsys.readouterr()
+    assert detect_main(["--ckpt_path", ckpt, "--real", str(folder), "--fake", str(folder), "--calibrate",
+                        str(folder), "--fpr", "0.1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "false positives on 20 images" in printed
+    fpr = float(printed.split("reals called fake (FPR) ")[1].split(";")[0])
+    assert fpr <= 0.1
+    assert detect_main(["--ckpt_path", ckpt, "--real", str(folder), "--fake", str(folder), "--threshold", "val"]) == 0
+    assert f"val threshold {float(detector.threshold):.3f}" in capsys.readouterr().out
+    refused = {
+        "--resize must be a factor": ["--resize", "1"],
+        "--threshold must be 'real', 'val'": ["--threshold", "best"],
+        "do not pass --threshold with it": ["--calibrate", str(folder), "--threshold", "0.5"],
+    }
+    new = str(tmp_path / "n.csv")
+    for message, flags in refused.items():
+        assert detect_main(["--ckpt_path", ckpt, "--images", str(folder), "--out", new, *flags]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "n.csv").exists()
+
+
+def test_a_detector_checkpoint_from_before_the_real_only_threshold_still_loads(easy_detector, tmp_path):
+    cli, _ = easy_detector
+    checkpoint = torch.load(cli.run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    del checkpoint["state_dict"]["real_threshold"]
+    for name in ("target_fpr", "resize_range", "resize_filters", "random_order", "nodown_layers"):
+        checkpoint["hyper_parameters"].pop(name, None)
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    detector = load_model(old)
+    assert detector.thresholds == {"val": float(detector.threshold)} and detector.fake_threshold == float(
+        detector.threshold
+    )
+
+
+def test_zoo_entries_are_fake_sources():
+    assert resolve_source("zoo:vanilla_mnist-seed42") == "zoo:vanilla_mnist-seed42"
+    sample = open_generator("zoo:vanilla_mnist-seed42", "cpu", 28, 1)
+    images = sample(6, 3)
+    assert images.shape == (6, 1, 28, 28) and images.dtype == torch.uint8 and torch.equal(images, sample(6, 3))
+    with pytest.raises(ValueError, match="but the real images are 1-channel 16px"):
+        open_generator("zoo:vanilla_mnist-seed42", "cpu", 16, 1)
+
+
+def test_the_web_config_trains_a_nodown_detector_with_the_web_augmentation(tmp_path):
+    fakes = write_images(tmp_path / "noise", noise(600, 2))
+    cli = train_detector(tmp_path, fakes, 2, config="detect_mnist_web.yaml")
+    model = cli.model
+    assert model.hparams.arch == "nodown" and sum(isinstance(m, torch.nn.Conv2d) for m in model.network.features) == 10
+    augment = model.augment
+    assert (augment.resize_prob, augment.blur_prob, augment.jpeg_prob, augment.random_order) == (0.5, 0.5, 0.5, True)
+    assert augment.resize_range == (0.5, 1.5) and augment.resize_filters == RESIZE_FILTERS
+    assert cli.trainer.callback_metrics["val/auroc"] > 0.99 and cli.trainer.callback_metrics["val/fpr_real"] <= 0.1
+    assert 0 < model.fake_threshold < 1 and model.fake_threshold == float(model.real_threshold)

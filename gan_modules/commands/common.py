@@ -31,13 +31,20 @@ def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cp
 def open_generator(
     ckpt_path: str | Path, device: str, image_size: int, num_channels: int
 ) -> Callable[[int, int], torch.Tensor]:
-    """``sample(count, seed)`` -> uint8 images [count, C, H, W] on the CPU from the GAN in ``ckpt_path``.
+    """``sample(count, seed)`` -> uint8 images [count, C, H, W] on the CPU from the GAN in ``ckpt_path`` (a
+    checkpoint, or ``zoo:NAME`` for a model zoo entry).
 
     The GAN is refused unless its images are ``num_channels`` x ``image_size`` (the real images' shape). The
     images come from its sampling (EMA) generator and are quantized as a saved PNG would be (``to_uint8``).
     This is the ``open_generator`` that ``train.py`` hands to ``datamodules.RealFakeDataModule``.
     """
-    model = load_gan(ckpt_path, map_location=resolve_device(device)).eval()
+    source = str(ckpt_path)
+    if source.startswith("zoo:"):  # datamodules.realfake.ZOO_PREFIX: a model zoo entry
+        from gan_modules import zoo
+
+        model = zoo.load_entry(source.removeprefix("zoo:"), map_location=resolve_device(device))
+    else:
+        model = load_gan(ckpt_path, map_location=resolve_device(device)).eval()
     shape = (model.hparams.get("num_channels"), model.hparams.get("image_size"))
     if shape != (num_channels, image_size):
         raise ValueError(
