@@ -1,8 +1,9 @@
 """``python -m benchmarks``: every benchmark, one after the other, each rewriting its ``benchmarks/results`` file.
 
     python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures), the
-                                         # tricks' MNIST ablation, progress bar, quality table (N = 10,000),
-                                         # Stacked MNIST (an hour per row and seed), fake detection, face swap
+                                         # DRS/MH-GAN on the mixtures, the tricks' MNIST ablation, progress bar,
+                                         # quality table (N = 10,000), Stacked MNIST (an hour per row and seed),
+                                         # fake detection and its robustness matrix, face swap
     python -m benchmarks --quick         # a few minutes, CI-sized; writes benchmarks/results/quick/
     python -m benchmarks --only fid_speed throughput
 
@@ -27,16 +28,18 @@ from benchmarks import (  # noqa: E402
     bench_fid,
     bench_loader,
     bench_progress_bar,
+    bench_sampling,
     bench_throughput,
     bench_tricks,
+    detect_matrix,
     quality,
     stacked_mnist,
 )
 from gan_modules import zoo  # noqa: E402
 
 SECTIONS = (
-    "throughput", "loader", "fid_speed", "tricks", "ablation", "progress_bar", "quality", "stacked_mnist", "detect",
-    "faceswap",
+    "throughput", "loader", "fid_speed", "tricks", "sampling", "ablation", "progress_bar", "quality", "stacked_mnist",
+    "detect", "detect_matrix", "faceswap",
 )  # fmt: skip
 
 
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
             bench_fid.run(images=50 if args.quick else 300, device=bench_fid.default_device(), command=command)
         elif section == "tricks":
             bench_tricks.main(["--quick"] if args.quick else [])
+        elif section == "sampling":
+            bench_sampling.main(["--quick"] if args.quick else [])
         elif section == "ablation":
             bench_ablation.run(args.quick, args.data_dir)
         elif section == "progress_bar":
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
             stacked_mnist.run(args.quick, args.data_dir, command, zoo_root=zoo_root)
         elif section == "detect":
             bench_detect.run(args.quick, args.data_dir, command)
+        elif section == "detect_matrix":
+            detect_matrix.run(list(detect_matrix.GENERATORS), detect_matrix.CONFIGS, args.quick, args.data_dir, command)
         elif section == "faceswap":
             bench_faceswap.main(["--epochs", "3", "--no-ablation", "--out", str(out)] if args.quick else [])
         print(f"== {section} done in {time.perf_counter() - start:.0f} s", flush=True)

@@ -67,9 +67,8 @@ DEFAULT_CONFIGS = ["GAN", "PacGAN4", "minibatch stddev", "R1 + PacGAN4", TOY_MIX
 NUM_EVAL = 2500
 
 
-def run_one(
-    mixture: str, config: str, seed: int, steps: int, batch_size: int, scatter: Path | None, **model_args
-) -> dict:
+def train_one(mixture: str, config: str, seed: int, steps: int, batch_size: int, **model_args) -> tuple:
+    """(the trained ToyGAN, wall seconds, CPU seconds) of one configuration and seed on one mixture."""
     pl.seed_everything(seed, verbose=False)
     model = ToyGAN(**{**model_args, **CONFIGS[config]()})
     data = ToyMixtureDataModule(mixture, num_samples=steps * batch_size, batch_size=batch_size, seed=seed)
@@ -84,6 +83,13 @@ def run_one(
         data.setup("fit")
         trainer.fit(model, train_dataloaders=data.train_dataloader())
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return model, wall, cpu
+
+
+def run_one(
+    mixture: str, config: str, seed: int, steps: int, batch_size: int, scatter: Path | None, **model_args
+) -> dict:
+    model, wall, cpu = train_one(mixture, config, seed, steps, batch_size, **model_args)
     points = torch.cat(list(model.sample_batches(NUM_EVAL, NUM_EVAL, seed=10_000 + seed)))
     score = mode_coverage(points, mixture)
     if scatter is not None:

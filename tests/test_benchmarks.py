@@ -376,3 +376,25 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
     assert set(again["rows"]) == {"detect_mnist_web.yaml|vanilla", "detect_mnist_web.yaml|dcgan"}
     assert again["rows"]["detect_mnist_web.yaml|dcgan"]["tests"]["dcgan"]["clean"]["tpr"] == 1.0
     assert again["rows"]["detect_mnist_web.yaml|vanilla"] == json.loads(json.dumps(row))
+
+
+def test_mixture_sampling_benchmark_scores_every_sampler_on_the_same_generator(tmp_path):
+    from benchmarks import bench_sampling
+
+    results = bench_sampling.run(["ring"], seeds=1, steps=20, out=tmp_path, command="cmd", batch_size=100)
+    rows = {r["sampler"]: r for r in results["runs"]}
+    assert list(rows) == list(bench_sampling.SAMPLERS)
+    assert len({r["train_cpu_s"] for r in rows.values()}) == 1  # one trained generator per (mixture, seed)
+    assert rows["plain"]["described"]["name"] == "plain" and "acceptance_rate" not in rows["plain"]["described"]
+    for name in ("DRS", "MH-GAN, k 20"):
+        assert 0 < rows[name]["described"]["acceptance_rate"] <= 1
+        assert rows[name]["described"]["calibration"]["split"] == "val"
+    text = (tmp_path / "sampling_mixtures.md").read_text()
+    assert "| ring | plain | " in text and "| ring | MH-GAN, k 100 | " in text
+    assert (tmp_path / "sampling" / "ring_DRS.png").is_file()
+    # The goal needs every mode and >= 95% HQ in the worst seed, and under a CPU-minute a run.
+    row = {"modes": 8.0, "num_modes": 8.0, "high_quality": 0.96, "cpu_s": 30.0, "described": {"name": "plain"}}
+    assert bench_sampling.meets_goal(bench_sampling.summary([row, {**row, "high_quality": 0.97}]))
+    assert not bench_sampling.meets_goal(bench_sampling.summary([row, {**row, "high_quality": 0.94}]))
+    assert not bench_sampling.meets_goal(bench_sampling.summary([row, {**row, "modes": 7.0}]))
+    assert not bench_sampling.meets_goal(bench_sampling.summary([{**row, "cpu_s": 61.0}]))
