@@ -18,8 +18,6 @@ test[:2000]) against 5,000 fakes drawn from latent seeds the detector never trai
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import quality  # noqa: E402
+from benchmarks import detect_matrix, quality  # noqa: E402
 from benchmarks.machine import header, machine  # noqa: E402
 from benchmarks.tables import write_json, write_markdown  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
@@ -37,7 +35,7 @@ from gan_modules.checkpoints import load_model  # noqa: E402
 from gan_modules.commands.common import load_gan, sample_uint8  # noqa: E402
 from gan_modules.commands.detect import default_threshold, degrade, fake_probabilities  # noqa: E402
 from gan_modules.detector import classification_metrics  # noqa: E402
-from gan_modules.io import atomic_text, atomic_write, resolve_device  # noqa: E402
+from gan_modules.io import atomic_write, resolve_device  # noqa: E402
 
 ROOT = quality.ROOT
 NUM_VAL, NUM_TEST = 2_000, 5_000
@@ -67,31 +65,11 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-def train_detector(fakes: Path | str, name: str, quick: bool, extra: tuple[str, ...] = (), root: Path | None = None,
-                   config: str = "detect_mnist.yaml") -> Path:  # fmt: skip
-    """Trains ``configs/<config>`` on ``fakes`` with train.py under ``root`` (reused when the same run is done);
-    returns its best.ckpt. ``extra``: more train.py arguments (``--trainer.max_epochs 10``)."""
-    root = root or ROOT / "runs" / ("detect-quick" if quick else "detect")
-    parent = root / name
-    done = sorted(parent.glob("*/checkpoints/best.ckpt"))
-    marker = lambda ckpt: ckpt.parent.parent / "fakes.txt"
-    settings = " ".join([str(fakes), *extra] + ([config] if config != "detect_mnist.yaml" else []))
-    done = [c for c in done if marker(c).is_file() and marker(c).read_text() == settings]
-    if done:
-        print(f"reusing {done[-1]}", flush=True)
-        return done[-1]
-    command = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config),
-               "--data.fakes", f"[{fakes}]", "--run_name", name, "--trainer.default_root_dir", str(root),
-               "--trainer.enable_progress_bar", "false"]  # fmt: skip
-    if quick:
-        command += ["--trainer.max_epochs", "1", "--data.num_train", "4000"]
-    command += list(extra)
-    print("$", " ".join(command), flush=True)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
-    subprocess.run(command, check=True, cwd=ROOT, env=env)
-    best = sorted(parent.glob("*/checkpoints/best.ckpt"))[-1]
-    atomic_text(marker(best), settings)
-    return best
+def train_detector(fakes: Path | str, name: str, quick: bool, extra: tuple[str, ...] = ()) -> Path:
+    """Trains configs/detect_mnist.yaml on ``fakes`` (``detect_matrix.train_config``); returns its best.ckpt."""
+    root = ROOT / "runs" / ("detect-quick" if quick else "detect")
+    quick_args = ("--trainer.max_epochs", "1", "--data.num_train", "4000") if quick else ()
+    return detect_matrix.train_config(fakes, name, (*quick_args, *extra), root)
 
 
 def evaluate(model, real: torch.Tensor, fake: torch.Tensor, threshold: float, degradations=("clean",)) -> dict:
@@ -252,8 +230,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("detector_args", nargs="*", help="more train.py arguments for the detectors (after --)")
     args = parser.parse_args(argv)
     if args.matrix:
-        from benchmarks import detect_matrix
-
         generators = args.generators or list(detect_matrix.GENERATORS)
         unknown = sorted(set(generators) - set(detect_matrix.GENERATORS))
         if unknown:

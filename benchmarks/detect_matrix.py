@@ -23,6 +23,9 @@ be filled one generator per session.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +39,7 @@ from gan_modules.checkpoints import load_model
 from gan_modules.commands.common import open_generator
 from gan_modules.commands.detect import degrade, fake_probabilities
 from gan_modules.detector import classification_metrics
-from gan_modules.io import atomic_write
+from gan_modules.io import atomic_text, atomic_write
 
 ROOT = quality.ROOT
 NUM_VAL, NUM_TEST = 2_000, 5_000
@@ -81,13 +84,35 @@ def fake_source(name: str, quick: bool) -> str:
     return str(quality.train(spec["config"], GAN_SEED, extra, root) / "checkpoints" / "last.ckpt")
 
 
-def train_detector(config: str, source: str, trained_on: str, quick: bool) -> Path:
-    """``train.py --config configs/<config>`` on one generator's fakes (reused when done); its best.ckpt."""
-    from benchmarks.bench_detect import train_detector as train
+def train_config(fakes: Path | str, name: str, extra: tuple[str, ...], root: Path,
+                 config: str = "detect_mnist.yaml") -> Path:  # fmt: skip
+    """Trains ``configs/<config>`` on ``fakes`` with train.py as run ``root/name`` (reused when a run of the same
+    settings is done: ``fakes.txt`` beside it records them); returns its best.ckpt. ``extra``: more train.py
+    arguments (``--trainer.max_epochs 10``)."""
+    parent = root / name
+    marker = lambda ckpt: ckpt.parent.parent / "fakes.txt"  # noqa: E731
+    settings = " ".join([str(fakes), *extra] + ([config] if config != "detect_mnist.yaml" else []))
+    done = [c for c in sorted(parent.glob("*/checkpoints/best.ckpt")) if marker(c).is_file()
+            and marker(c).read_text() == settings]  # fmt: skip
+    if done:
+        print(f"reusing {done[-1]}", flush=True)
+        return done[-1]
+    command = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / config),
+               "--data.fakes", f"[{fakes}]", "--run_name", name, "--trainer.default_root_dir", str(root),
+               "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+    print("$", " ".join(command), flush=True)
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+    subprocess.run(command, check=True, cwd=ROOT, env=env)
+    best = sorted(parent.glob("*/checkpoints/best.ckpt"))[-1]
+    atomic_text(marker(best), settings)
+    return best
 
+
+def train_detector(config: str, source: str, trained_on: str, quick: bool) -> Path:
+    """``configs/<config>`` trained on generator ``trained_on``'s fakes (reused when done); its best.ckpt."""
     extra = tuple(QUICK["detector"]) if quick else ()
     root = ROOT / "runs" / ("detect_matrix-quick" if quick else "detect_matrix")
-    return train(source, f"{Path(config).stem}-on_{trained_on}", quick=False, extra=extra, root=root, config=config)
+    return train_config(source, f"{Path(config).stem}-on_{trained_on}", extra, root, config)
 
 
 def test_sets(names: list[str], sources: dict[str, str], num_test: int, data_dir: str) -> tuple[torch.Tensor, dict]:

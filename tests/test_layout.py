@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "gan_modules.tricks",
             "gan_modules.metrics",
             "gan_modules.visualize",
+            "gan_modules.degradations",
         ),
     ),  # fmt: skip
     (
