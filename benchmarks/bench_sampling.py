@@ -45,6 +45,7 @@ SAMPLERS: dict[str, dict] = {
     "plain": {"method": "plain"},
     "DRS": {"method": "drs"},  # the paper's gamma: the 95th percentile of F
     "DRS, gamma at the 99th percentile": {"method": "drs", "drs_percentile": 0.99},  # stricter: keeps fewer
+    "DRS, gamma at the median": {"method": "drs", "drs_percentile": 0.5},  # looser: keeps more
     "MH-GAN, k 20": {"method": "mh", "mh_k": 20},
     "MH-GAN, k 100": {"method": "mh", "mh_k": 100},
 }

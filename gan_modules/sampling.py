@@ -200,11 +200,12 @@ class Sampler:
 
     DRS: D~_M starts at the largest calibrated logit of the calibration's generated images (the burn-in) and rises
     whenever a larger one is seen; gamma is the ``drs_percentile`` quantile of F over that burn-in (the paper's
-    shift, computed once so the acceptance rule is the same for the whole run), capped at 0. The cap departs from
-    the paper only where more than 1 - ``drs_percentile`` of the burn-in is within a factor 2 of the largest
-    ratio: the shift only ever raises acceptance above the exact rejection sampler's, so with a D that cannot tell
-    images apart (density ratio 1 everywhere) every proposal is kept, as exact rejection sampling keeps it, where
-    the uncapped shift would keep half.
+    shift, computed once so the acceptance rule is the same for the whole run). gamma = 0 is exact rejection
+    sampling (acceptance e^(D - D_M)); the paper's positive gamma is stricter, keeping mostly the proposals D rates
+    near the top. One departure: when the burn-in's logits are all equal (a D that tells no image from another,
+    density ratio 1 everywhere) gamma is 0 and every proposal is kept, as exact rejection sampling keeps it, where
+    the shift would keep a random half. (An earlier version capped gamma at 0 always; on the 2-D mixtures that
+    made every percentile the same exact rejection sampler: ``benchmarks/results/sampling_mixtures.md``.)
     MH-GAN: each chain starts at a held-out real image, as the paper does to skip burn-in; a chain that accepts
     none of its ``mh_k`` proposals starts again from a generated image and runs ``mh_k`` more, so no real image is
     ever output.
@@ -260,7 +261,8 @@ class Sampler:
     def _drs(self, num_samples: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
         burn_in = self.calibration.fake
         d_max = burn_in.max()
-        self.gamma = min(0.0, float(torch.quantile(drs_f(burn_in, d_max), self.drs_percentile)))
+        informative = bool(burn_in.max() > burn_in.min())
+        self.gamma = float(torch.quantile(drs_f(burn_in, d_max), self.drs_percentile)) if informative else 0.0
         pending, done = None, 0
         while done < num_samples:
             if self.proposed >= MAX_PROPOSALS_PER_IMAGE * num_samples:
