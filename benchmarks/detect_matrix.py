@@ -202,7 +202,7 @@ def write(results: dict, out: Path, command: str) -> None:
     n = results["num_test"]
     lines = header("Fake detection: the robustness matrix", results["machine"], command)
     lines += [
-        __doc__.split("\n\n")[2].replace("\n", " "),
+        next(part for part in __doc__.split("\n\n") if part.startswith("Generators:")).replace("\n", " "),
         "",
         f"Test sets of {n:,} real and {n:,} fake images. Last run {results['seconds'] / 60:.1f} min."
         + (" **Quick mode: one-epoch GANs and detectors, not the claim.**" if results["quick"] else ""),

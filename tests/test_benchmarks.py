@@ -366,7 +366,7 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
     assert clean["auroc"] == 1.0 and clean["fpr"] == 0.0 and clean["tpr"] == 1.0  # brightness >= 0.5 is fake
     assert row["tests"]["dcgan"]["clean"]["tpr"] < 0.5  # dim fakes fall under the real-only cut
     text = (tmp_path / "detect_matrix.md").read_text()
-    assert "| detect_mnist_web | vanilla | vanilla (same) | 1.0000 |" in text
+    assert "| detect_mnist_web | vanilla | vanilla (same) | 1.0000 |" in text and "Generators: the model zoo's" in text
     assert "- AUROC >= 0.95 after resize 0.5 on the training generator: **yes**" in text
     assert "- accuracy >= 0.9 there at the real-only threshold: **no**" in text
     assert (tmp_path / "detect_matrix.png").is_file()
