@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from datamodules.base import ImageDataModule
+from datamodules.realfake import ZOO_PREFIX
 from gan_modules import sampling
 from gan_modules.base import GANModule
 from gan_modules.checkpoints import load_model
@@ -39,10 +40,10 @@ def open_generator(
     This is the ``open_generator`` that ``train.py`` hands to ``datamodules.RealFakeDataModule``.
     """
     source = str(ckpt_path)
-    if source.startswith("zoo:"):  # datamodules.realfake.ZOO_PREFIX: a model zoo entry
+    if source.startswith(ZOO_PREFIX):  # a model zoo entry
         from gan_modules import zoo
 
-        model = zoo.load_entry(source.removeprefix("zoo:"), map_location=resolve_device(device))
+        model = zoo.load_entry(source.removeprefix(ZOO_PREFIX), map_location=resolve_device(device))
     else:
         model = load_gan(ckpt_path, map_location=resolve_device(device)).eval()
     shape = (model.hparams.get("num_channels"), model.hparams.get("image_size"))

@@ -30,7 +30,14 @@ import torch
 
 from gan_modules.checkpoints import load_model
 from gan_modules.core import ImageModule
-from gan_modules.detector import RESIZE_FILTERS, classification_metrics, jpeg, real_only_threshold, resample
+from gan_modules.detector import (
+    RESIZE_FILTERS,
+    FakeDetector,
+    classification_metrics,
+    jpeg,
+    real_only_threshold,
+    resample,
+)
 from gan_modules.io import atomic_write, resolve_device
 
 
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         labelled = check_args(args)
         model = load_model(args.ckpt_path, map_location=resolve_device(args.device)).eval()
         channels, size = image_shape(model)
-        if args.native and not hasattr(model, "thresholds"):
+        if args.native and not isinstance(model, FakeDetector):
             raise ValueError("--native needs a fully convolutional FakeDetector; a GAN's discriminator takes "
                              f"{size} px images only")  # fmt: skip
         load = (lambda folder: load_native(folder, channels)) if args.native else (
