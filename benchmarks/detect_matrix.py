@@ -23,7 +23,6 @@ be filled one generator per session.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -101,7 +100,7 @@ def train_config(fakes: Path | str, name: str, extra: tuple[str, ...], root: Pat
                "--data.fakes", f"[{fakes}]", "--run_name", name, "--trainer.default_root_dir", str(root),
                "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
     print("$", " ".join(command), flush=True)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+    env = quality.train_env()
     subprocess.run(command, check=True, cwd=ROOT, env=env)
     best = sorted(parent.glob("*/checkpoints/best.ckpt"))[-1]
     atomic_text(marker(best), settings)

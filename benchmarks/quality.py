@@ -114,6 +114,11 @@ def existing_run(config: str, seed: int, extra: list[str], root: Path) -> Path |
     return finished_run(parent, max_epochs, expected, report=False) if parent.is_dir() else None
 
 
+def train_env() -> dict[str, str]:
+    """The environment of a benchmark's train.py run: W&B offline (unless set) and quiet."""
+    return {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+
+
 def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     """Trains one (config, seed) with train.py unless a finished run exists; returns the run folder."""
     parent, max_epochs, expected = run_plan(config, seed, extra, root)
@@ -125,7 +130,7 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     command += ["--seed_everything", str(seed), "--run_name", parent.name, "--trainer.default_root_dir", str(root)]
     command += ["--trainer.enable_progress_bar", "false", *extra]
     print("$", " ".join(command), flush=True)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
+    env = train_env()
     subprocess.run(command, check=True, cwd=ROOT, env=env)
     run = finished_run(parent, max_epochs)  # the run just trained: the newest (not re-checked, it is the config's)
     if run is None:
