@@ -2,7 +2,8 @@
 
     python -m benchmarks                 # full: throughput, loader, FID speed, tricks (2-D mixtures), the
                                          # DRS/MH-GAN on the mixtures, the tricks' MNIST ablation, progress bar,
-                                         # quality table (N = 10,000), Stacked MNIST (an hour per row and seed),
+                                         # quality table (N = 10,000), truncation / DRS / MH-GAN on its DCGAN,
+                                         # Stacked MNIST (an hour per row and seed),
                                          # fake detection and its robustness matrix, face swap
     python -m benchmarks --quick         # a few minutes, CI-sized; writes benchmarks/results/quick/
     python -m benchmarks --only fid_speed throughput
@@ -31,6 +32,7 @@ from benchmarks import (  # noqa: E402
     bench_sampling,
     bench_throughput,
     bench_tricks,
+    bench_truncation,
     detect_matrix,
     quality,
     stacked_mnist,
@@ -38,8 +40,8 @@ from benchmarks import (  # noqa: E402
 from gan_modules import zoo  # noqa: E402
 
 SECTIONS = (
-    "throughput", "loader", "fid_speed", "tricks", "sampling", "ablation", "progress_bar", "quality", "stacked_mnist",
-    "detect", "detect_matrix", "faceswap",
+    "throughput", "loader", "fid_speed", "tricks", "sampling", "ablation", "progress_bar", "quality", "truncation",
+    "stacked_mnist", "detect", "detect_matrix", "faceswap",
 )  # fmt: skip
 
 
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         elif section == "quality":
             # The full table keeps and exports its rows' generators in the model zoo; --quick never touches it.
             quality.run(args.quick, args.data_dir, command, zoo_root=None if args.quick else zoo.zoo_root())
+        elif section == "truncation":  # after quality: the psi curve and DRS / MH-GAN of its DCGAN seed 42
+            bench_truncation.run_for_quality_table(args.quick, args.data_dir, command)
         elif section == "stacked_mnist":
             zoo_root = None if args.quick else zoo.zoo_root()
             stacked_mnist.run(args.quick, args.data_dir, command, zoo_root=zoo_root)

@@ -1,14 +1,17 @@
-"""FID, precision and recall against the truncation psi, for one checkpoint or zoo entry.
+"""FID, precision and recall against the truncation psi, and with D-driven sampling, for one checkpoint or zoo entry.
 
     python -m benchmarks.bench_truncation --ckpt_path runs/quality/dcgan_mnist-s42/<stamp>/checkpoints/last.ckpt
-    python -m benchmarks.bench_truncation --pretrained dcgan_mnist-seed42 --num_samples 10000
+    python -m benchmarks.bench_truncation --pretrained dcgan_mnist-seed42 --num_samples 10000   # psi rows only
 
 For each psi of ``--psi`` (default 0.5 0.7 1.0 1.5 inf) the model is evaluated as ``evaluate.py --truncation psi``
 does it (plain sampler: every latent coordinate beyond psi drawn again, ``gan_modules.sampling``): ``N`` fixed-seed
 samples against the first ``N`` images of the reference split, exact fp32 TF-Inception. The reference features are
 cached, so every psi after the first only generates and embeds its fakes. Fidelity (precision) should rise and
-diversity (recall) fall as psi shrinks; FID says where the trade is best. Writes ``truncation.json``,
-``truncation.md`` and ``truncation.png`` to ``benchmarks/results/`` (or ``--out``).
+diversity (recall) fall as psi shrinks; FID says where the trade is best. ``--samplers drs mh`` (the default with
+a checkpoint, which holds D; zoo entries are generators only) adds one row per D-driven sampler without truncation:
+Discriminator Rejection Sampling and MH-GAN as ``evaluate.py --sampler`` runs them, D calibrated on held-out images,
+with the acceptance rate. Writes ``truncation.json``, ``truncation.md`` and ``truncation.png`` to
+``benchmarks/results/`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine  # noqa: E402
 from benchmarks.tables import write_json, write_markdown  # noqa: E402
+from gan_modules import zoo  # noqa: E402
 from gan_modules.commands.evaluate import DEFAULT_NUM_SAMPLES, evaluate  # noqa: E402
 from gan_modules.io import atomic_write  # noqa: E402
-from gan_modules.sampling import psi_text  # noqa: E402
+from gan_modules.sampling import describe_text, psi_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PSIS = (0.5, 0.7, 1.0, 1.5, math.inf)
+D_SAMPLERS = ("drs", "mh")  # need D: a checkpoint, not a zoo entry
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 
@@ -41,24 +46,32 @@ def run(
     device: str,
     out: Path,
     command: str,
+    samplers: tuple[str, ...] = (),
 ) -> dict:
+    unknown = [s for s in samplers if s not in D_SAMPLERS]
+    if unknown:
+        raise SystemExit(f"unknown samplers {unknown}; choose from: {', '.join(D_SAMPLERS)}")
+    if samplers and pretrained is not None:
+        raise SystemExit(
+            f"--samplers {' '.join(samplers)} need the discriminator, which zoo entries do not ship: pass "
+            "--ckpt_path <run>/checkpoints/last.ckpt, or --samplers with nothing after it for the psi rows only"
+        )
     start = time.perf_counter()
     rows = []
-    for psi in psis:
-        print(f"== psi {psi_text(psi)}", flush=True)
-        result = evaluate(
-            ckpt_path, num_samples=num_samples, data_dir=data_dir, device=device, pretrained=pretrained, truncation=psi
-        )
+    for sampler, psi in [*(("plain", psi) for psi in psis), *((s, math.inf) for s in samplers)]:
+        print(f"== {sampler}, psi {psi_text(psi)}", flush=True)
+        result = evaluate(ckpt_path, num_samples=num_samples, data_dir=data_dir, device=device,
+                          pretrained=pretrained, truncation=psi, sampler=sampler)  # fmt: skip
         rows.append({"psi": None if math.isinf(psi) else psi, **{m: result[m] for m in METRICS},
                      "sampler": result["sampler"], "eval_s": result["seconds"]["total"]})  # fmt: skip
-        print(f"psi {psi_text(psi)}: FID {result['fid']:.3f}, precision {result['precision']:.4f}, "
+        print(f"{sampler}, psi {psi_text(psi)}: FID {result['fid']:.3f}, precision {result['precision']:.4f}, "
               f"recall {result['recall']:.4f}", flush=True)  # fmt: skip
     results = {
         "machine": machine(),
         "model": pretrained if pretrained is not None else ckpt_path,
         "num_samples": num_samples,
         "reference": result["reference"],
-        "sampler": "plain",
+        "sampler": "plain" + "".join(f", {s}" for s in samplers),
         "rows": rows,
         "seconds": time.perf_counter() - start,
     }
@@ -66,26 +79,59 @@ def run(
     return results
 
 
+def run_for_quality_table(quick: bool, data_dir: str, command: str) -> dict:
+    """``python -m benchmarks``' section: the quality table's DCGAN (seed 42; quick: its vanilla run) at every psi
+    and with DRS and MH-GAN, from the run folder the quality section left; where only the zoo entry is left (no D),
+    the psi rows alone."""
+    from benchmarks import quality
+
+    config, n = ("vanilla_mnist.yaml", 200) if quick else ("dcgan_mnist.yaml", 10_000)
+    root = quality.ROOT / "runs" / ("quality-quick" if quick else "quality")
+    plan = quality.QUICK if quick else quality.FULL
+    run_folder = quality.existing_run(config, 42, plan["extra"], root)
+    psis = (0.7, math.inf) if quick else PSIS
+    out = RESULTS / "quick" if quick else RESULTS
+    if run_folder is not None:
+        ckpt = run_folder / "checkpoints" / "last.ckpt"
+        return run(str(ckpt), None, psis, n, data_dir, "auto", out, command, D_SAMPLERS)
+    name = quality.zoo_name(config, 42)
+    if quick or name not in {entry.name for entry in zoo.list_entries() if entry.card is not None}:
+        raise SystemExit(
+            f"truncation: no finished {config} seed-42 run under {root} and no zoo entry {name}: run the quality "
+            "section first (python -m benchmarks --only quality)"
+        )
+    print(f"truncation: {config} seed 42's run folder is gone; zoo entry {name} has no D, so psi rows only", flush=True)
+    return run(None, name, psis, n, data_dir, "auto", out, command)
+
+
 def write(results: dict, out: Path, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "truncation.json", results)
     n, split = results["num_samples"], results["reference"]["split"]
     lines = header(f"FID, precision and recall against truncation psi at N = {n:,}", results["machine"], command)
+    d_driven = [row for row in results["rows"] if row["sampler"]["name"] != "plain"]
+    names = " and ".join(row["sampler"]["name"] for row in d_driven)
+    samplers = f"plain sampling at every psi, {names} without truncation" if d_driven else "plain (no DRS or MH-GAN)"
     lines += [
-        f"Model: `{results['model']}`. Sampler: {results['sampler']} (no DRS or MH-GAN), every latent coordinate with "
-        f"|z| > psi drawn again (psi = inf: no truncation). Each row: {n:,} fixed-seed samples against the first "
+        f"Model: `{results['model']}`. Samplers: {samplers}; truncation draws every latent coordinate with "
+        f"|z| > psi again (psi = inf: no truncation). Each row: {n:,} fixed-seed samples against the first "
         f"{n:,} images of the {split!r} split, exact fp32 TF-Inception pool3. Plot: `truncation.png`. "
         f"Total time {results['seconds'] / 60:.1f} min.",
         "",
-        "| sampler | psi | FID | KID (x1000) | precision | recall | density | coverage | eval |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| sampler | psi | FID | KID (x1000) | precision | recall | density | coverage | accepted | eval |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         psi = "inf" if row["psi"] is None else psi_text(row["psi"])
+        rate = row["sampler"].get("acceptance_rate")
         lines.append(
             f"| {row['sampler']['name']} | {psi} | {row['fid']:.3f} | {row['kid'] * 1000:.3f} | {row['precision']:.4f} "
-            f"| {row['recall']:.4f} | {row['density']:.4f} | {row['coverage']:.4f} | {row['eval_s']:.0f} s |"
+            f"| {row['recall']:.4f} | {row['density']:.4f} | {row['coverage']:.4f} "
+            f"| {'-' if rate is None else f'{rate:.1%}'} | {row['eval_s']:.0f} s |"
         )
+    if d_driven:
+        lines += ["", "D-driven samplers, as run:"]
+        lines += [f"- {describe_text(row['sampler'])}" for row in d_driven]
     write_markdown(out / "truncation.md", lines)
     plot(results, out / "truncation.png")
     print(f"wrote {out / 'truncation.md'}", flush=True)
@@ -98,7 +144,8 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = results["rows"]
+    rows = [row for row in results["rows"] if row["sampler"]["name"] == "plain"]
+    others = [row for row in results["rows"] if row["sampler"]["name"] != "plain"]
     finite = [row["psi"] for row in rows if row["psi"] is not None]
     inf_at = (max(finite) + 0.5) if finite else 1.0
     x = [inf_at if row["psi"] is None else row["psi"] for row in rows]
@@ -110,11 +157,14 @@ def plot(results: dict, path: Path) -> None:
     right = ax.twinx()
     right.plot(x, [row["precision"] for row in rows], marker="s", linestyle="--", color="C1", label="precision")
     right.plot(x, [row["recall"] for row in rows], marker="^", linestyle="--", color="C2", label="recall")
+    for i, row in enumerate(others):  # D-driven samplers: FID as a labelled point at psi = inf
+        ax.plot([inf_at], [row["fid"]], marker="*", markersize=10, linestyle="none", color=f"C{3 + i}",
+                label=f"FID, {row['sampler']['name']}")  # fmt: skip
     right.set_ylabel("precision, recall")
     right.set_ylim(0, 1.02)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], frameon=False, fontsize=8, loc="center left")
-    ax.set_title(f"{results['sampler']} sampler, N = {results['num_samples']:,}: {results['model']}", fontsize=8)
+    ax.set_title(f"{results['sampler']}, N = {results['num_samples']:,}: {results['model']}", fontsize=8)
     ax.grid(alpha=0.3)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
@@ -126,14 +176,19 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--ckpt_path", help="a checkpoint written by train.py")
     source.add_argument("--pretrained", metavar="NAME", help="an entry of the model zoo")
     parser.add_argument("--psi", type=float, nargs="+", default=list(PSIS), help="truncation values (inf: none)")
+    parser.add_argument(
+        "--samplers", nargs="*", choices=D_SAMPLERS, default=None,
+        help="D-driven samplers to add as rows (default with --ckpt_path: drs mh; zoo entries have no D: none)",
+    )  # fmt: skip
     parser.add_argument("--num_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="generated (and real) images")
     parser.add_argument("--data_dir", default=None, help="dataset folder (default: the run's or the card's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results files")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.bench_truncation " + " ".join(sys.argv[1:] if argv is None else argv)
+    samplers = args.samplers if args.samplers is not None else (list(D_SAMPLERS) if args.ckpt_path else [])
     run(args.ckpt_path, args.pretrained, tuple(args.psi), args.num_samples, args.data_dir, args.device, args.out,
-        command.strip())  # fmt: skip
+        command.strip(), tuple(samplers))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -52,8 +52,18 @@ from gan_modules.metrics.reference import reference_features  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-GOALS = {"dcgan_mnist.yaml": 3.0, "vanilla_mnist.yaml": 15.0}  # FID at N = 10,000 (the issue's goals)
-FULL = {"configs": ["dcgan_mnist.yaml", "vanilla_mnist.yaml"], "seeds": [42, 43], "num_samples": 10_000, "extra": []}
+# FID at N = 10,000 (the issues' goals): a number, or a config whose mean FID this one's mean must not exceed.
+GOALS: dict[str, float | str] = {
+    "dcgan_mnist.yaml": 3.0,
+    "dcgan_mnist_conditional.yaml": "dcgan_mnist.yaml",  # issue 25: no worse than the unconditional config
+    "vanilla_mnist.yaml": 15.0,
+}
+FULL = {
+    "configs": ["dcgan_mnist.yaml", "dcgan_mnist_conditional.yaml", "vanilla_mnist.yaml"],
+    "seeds": [42, 43],
+    "num_samples": 10_000,
+    "extra": [],
+}
 QUICK = {
     "configs": ["vanilla_mnist.yaml"],
     "seeds": [42],
@@ -173,7 +183,7 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
     epochs = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
     return {
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
-        **{k: results[k] for k in ("stacked_mnist",) if k in results},
+        **{k: results[k] for k in ("stacked_mnist", "class_accuracy") if k in results},
         "num_fake": results["num_fake"],
         "num_real": results["num_real"],
         "eval_s": results["seconds"]["total"],
@@ -223,7 +233,7 @@ def zoo_row(
         "seed": seed,
         **{k: results[k] for k in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")},
         **{k: results[k] for k in ("num_fake", "num_real")},
-        **{k: results[k] for k in ("stacked_mnist",) if k in results},
+        **{k: results[k] for k in ("stacked_mnist", "class_accuracy") if k in results},
         "eval_s": results["seconds"]["total"],
         "train_s": training.get("seconds"),
         "resumed_from": training.get("resumed_from") or [],
@@ -324,6 +334,12 @@ def row_order(row: dict) -> tuple:
     return row["config"], row["seed"]
 
 
+def class_accuracy_text(row: dict) -> str:
+    """A class-conditional row's class accuracy (the digit classifier on its samples), else "-"."""
+    accuracy = row.get("class_accuracy")
+    return "-" if accuracy is None else f"{100 * accuracy['accuracy']:.2f}%"
+
+
 def minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
@@ -342,9 +358,12 @@ def write(results: dict, out: Path, command: str) -> None:
         "includes the reference features when they were not cached yet."
         + (" **Quick mode: a short CI-sized run, not the quality claim.**" if results["quick"] else ""),
         "",
+        "Class accuracy (class-conditional models): the shipped digit classifier's agreement with the asked-for "
+        "class over the same samples, drawn with the test set's class balance.",
+        "",
         "| model | seed | epochs | precision | FID | KID (x1000) | precision | recall | density | coverage "
-        "| train | eval |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| class acc. | train | eval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     f = results.get("floor") or dict.fromkeys(
         ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "eval_s"), float("nan")
@@ -352,14 +371,15 @@ def write(results: dict, out: Path, command: str) -> None:
     lines.append(
         f"| MNIST train vs test (floor) | - | - | - | {f['fid']:.2f} | "
         f"{1000 * f['kid']:.3f} ± {1000 * f['kid_std']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} | "
-        f"{f['density']:.3f} | {f['coverage']:.3f} | - | {minutes(f['eval_s'])} |"
+        f"{f['density']:.3f} | {f['coverage']:.3f} | - | - | {minutes(f['eval_s'])} |"
     )
     for r in results["runs"]:
         label = f"{r['config']} ({r['source']})" if r.get("source") else r["config"]  # a row kept from the zoo
         lines.append(
             f"| {label} | {r['seed']} | {r['epochs']} | {r['train_precision']} | {r['fid']:.2f} | "
             f"{1000 * r['kid']:.3f} ± {1000 * r['kid_std']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-            f"{r['density']:.3f} | {r['coverage']:.3f} | {minutes(r['train_s'])} | {minutes(r['eval_s'])} |"
+            f"{r['density']:.3f} | {r['coverage']:.3f} | {class_accuracy_text(r)} | {minutes(r['train_s'])} "
+            f"| {minutes(r['eval_s'])} |"
         )
     measured = [r for r in results["runs"] if r.get("machine")]
     if measured:
@@ -390,15 +410,20 @@ def write(results: dict, out: Path, command: str) -> None:
             for r in measured
         ]
     lines += ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
+    means = {}
     for config in dict.fromkeys(r["config"] for r in results["runs"]):
+        means[config] = spread([r["fid"] for r in results["runs"] if r["config"] == config])[0]
+    for config, mean in means.items():
         fids = [r["fid"] for r in results["runs"] if r["config"] == config]
-        mean, half_range = spread(fids)
+        half_range = spread(fids)[1]
         goal = GOALS.get(config) if n == 10_000 else None
-        met = "-" if goal is None else ("yes" if max(fids) <= goal else "no")
-        lines.append(
-            f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids)} seeds) | "
-            f"{'-' if goal is None else f'<= {goal}'} | {met} |"
-        )
+        if isinstance(goal, str):  # no worse than another config's mean (issue 25: conditional vs unconditional)
+            goal_text = f"<= {goal}'s mean" + (f" ({means[goal]:.2f})" if goal in means else " (not measured)")
+            met = "-" if goal not in means else ("yes" if mean <= means[goal] else "no")
+        else:
+            goal_text = "-" if goal is None else f"<= {goal}"
+            met = "-" if goal is None else ("yes" if max(fids) <= goal else "no")
+        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids)} seeds) | {goal_text} | {met} |")
     write_markdown(out / "quality.md", lines)
 
 

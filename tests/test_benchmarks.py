@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +30,14 @@ def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
     # Mean ± half the range over the two seeds, and the goal is missed because one seed is above 3.0.
     assert "| dcgan_mnist.yaml | 3.00 ± 0.50 (2 seeds) | <= 3.0 | no |" in text
     assert (tmp_path / "quality.json").is_file()
+    assert "| 0.600 | 0.900 | 0.800 | - | 25.0 min | 8.0 min |" in text  # unconditional: no class accuracy
+
+    conditional = {**runs[0], "config": "dcgan_mnist_conditional.yaml", "class_accuracy": {"accuracy": 0.99215}}
+    quality.write({**results, "runs": [*runs, conditional]}, tmp_path, "python -m benchmarks")
+    text = (tmp_path / "quality.md").read_text()
+    assert "| dcgan_mnist_conditional.yaml | 42 | 24 | bf16-mixed | 2.50 |" in text
+    assert "| 0.800 | 99.22% | 25.0 min | 8.0 min |" in text
+    assert "| dcgan_mnist_conditional.yaml | 2.50 ± 0.00 (1 seeds) | <= dcgan_mnist.yaml's mean (3.00) | yes |" in text
 
 
 def test_headers_state_the_host_speed_probe_and_older_results_still_render(tmp_path):
@@ -321,16 +330,53 @@ def test_truncation_table_names_the_sampler_and_every_psi(tmp_path):
                "reference": {"split": "val"}, "sampler": "plain", "rows": rows, "seconds": 90.0}  # fmt: skip
     bench_truncation.write(results, tmp_path, "cmd")
     text = (tmp_path / "truncation.md").read_text()
-    assert "Sampler: plain (no DRS or MH-GAN)" in text and "`runs/x/checkpoints/last.ckpt`" in text
-    assert "| plain | 0.5 | 9.000 | 1.000 | 0.7000 | 0.6000 | 0.9000 | 0.8000 | 30 s |" in text
+    assert "Samplers: plain (no DRS or MH-GAN)" in text and "`runs/x/checkpoints/last.ckpt`" in text
+    assert "| plain | 0.5 | 9.000 | 1.000 | 0.7000 | 0.6000 | 0.9000 | 0.8000 | - | 30 s |" in text
     assert "| plain | inf | 3.500 |" in text
     assert json.loads((tmp_path / "truncation.json").read_text())["rows"][2]["psi"] is None
     assert (tmp_path / "truncation.png").stat().st_size > 0
 
+    drs = {"name": "drs", "truncation": None, "proposed": 40_000, "accepted": 10_000, "acceptance_rate": 0.25,
+           "drs_percentile": 0.95, "drs_gamma": 1.5}  # fmt: skip
+    results["rows"].append({"psi": None, **fake_metrics(3.25), "sampler": drs, "eval_s": 60.0})
+    bench_truncation.write(results, tmp_path, "cmd")
+    text = (tmp_path / "truncation.md").read_text()
+    assert "Samplers: plain sampling at every psi, drs without truncation" in text
+    assert "| drs | inf | 3.250 | 1.000 | 0.7000 | 0.6000 | 0.9000 | 0.8000 | 25.0% | 60 s |" in text
+    assert "- drs, psi inf (no truncation): 10,000 of 40,000 proposals accepted (25.0%)" in text
+
+
+def test_truncation_benchmark_refuses_d_driven_samplers_for_a_zoo_entry(tmp_path):
+    from benchmarks import bench_truncation
+
+    with pytest.raises(SystemExit, match="zoo entries do not ship"):
+        bench_truncation.run(None, "vanilla_mnist-seed42", (1.0,), 100, None, "cpu", tmp_path, "cmd", ("drs",))
+    assert not list(tmp_path.iterdir())  # nothing evaluated, nothing written
+
+
+def test_truncation_section_uses_the_quality_run_with_d_else_the_zoo_entry_without(tmp_path, monkeypatch):
+    from benchmarks import bench_truncation
+
+    calls = []
+    record = lambda ckpt, name, psis, n, *rest: calls.append((ckpt, name, rest[-1:]))  # noqa: E731
+    monkeypatch.setattr(bench_truncation, "run", record)
+    monkeypatch.setattr(quality, "existing_run", lambda config, seed, extra, root: tmp_path / f"{config}-{seed}")
+    bench_truncation.run_for_quality_table(False, "data", "cmd")
+    ckpt, name, samplers = calls[-1]
+    assert ckpt == str(tmp_path / "dcgan_mnist.yaml-42" / "checkpoints" / "last.ckpt") and name is None
+    assert samplers == (("drs", "mh"),)  # the run has D: both D-driven samplers
+
+    monkeypatch.setattr(quality, "existing_run", lambda *args: None)  # run folder gone
+    entry = SimpleNamespace(name="dcgan_mnist-seed42", card={})
+    monkeypatch.setattr(bench_truncation.zoo, "list_entries", lambda: [entry])
+    bench_truncation.run_for_quality_table(False, "data", "cmd")
+    assert calls[-1][:2] == (None, "dcgan_mnist-seed42") and calls[-1][2] == ("cmd",)  # psi rows only
+    monkeypatch.setattr(bench_truncation.zoo, "list_entries", lambda: [])
+    with pytest.raises(SystemExit, match="run the quality section first"):
+        bench_truncation.run_for_quality_table(False, "data", "cmd")
+
 
 def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_and_reads_goals(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
     import torch
 
     from benchmarks import detect_matrix
