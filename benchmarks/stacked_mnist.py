@@ -63,7 +63,7 @@ QUICK = {
 def zoo_name(row: str, seed: int) -> str:
     config, extra, _ = ROWS[row]
     stem = Path(config).stem
-    return f"{stem}-{row.removeprefix('dcgan-')}-seed{seed}" if extra else f"{stem}-seed{seed}"
+    return f"{stem}-{row.split('-', 1)[-1]}-seed{seed}" if extra else f"{stem}-seed{seed}"
 
 
 def run_root(row: str, quick: bool) -> Path:
