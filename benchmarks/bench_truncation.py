@@ -17,6 +17,7 @@ with the acceptance rate. Writes ``truncation.json``, ``truncation.md`` and ``tr
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -24,17 +25,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import quality  # noqa: E402
 from benchmarks.machine import header, machine  # noqa: E402
 from benchmarks.tables import write_json, write_markdown  # noqa: E402
 from gan_modules import zoo  # noqa: E402
+from gan_modules.commands.common import check_sampler  # noqa: E402
 from gan_modules.commands.evaluate import DEFAULT_NUM_SAMPLES, evaluate  # noqa: E402
 from gan_modules.io import atomic_write  # noqa: E402
-from gan_modules.sampling import describe_text, psi_text  # noqa: E402
+from gan_modules.sampling import DRS_PERCENTILE, MH_K, describe_text, psi_text, settings_suffix  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PSIS = (0.5, 0.7, 1.0, 1.5, math.inf)
 D_SAMPLERS = ("drs", "mh")  # need D: a checkpoint, not a zoo entry
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
+
+
+def row_metrics(
+    ckpt_path: str | None, pretrained: str | None, num_samples: int, data_dir: str | None, device: str,
+    sampler: str, psi: float,
+) -> dict:  # fmt: skip
+    """``evaluate``'s results for one row. A checkpoint's are stored beside it under ``evaluate.py``'s own file name
+    (``last_metrics_n10000_drs.json``) and reused, so the plain psi = inf row the quality table measured, or a
+    row of an interrupted run, is not measured again."""
+    stored = None
+    if ckpt_path is not None:
+        ckpt = Path(ckpt_path).expanduser()
+        stored = ckpt.with_name(f"{ckpt.stem}_metrics_n{num_samples}{settings_suffix(sampler, psi)}.json")
+        if stored.is_file():
+            print(f"reusing {stored}", flush=True)
+            return json.loads(stored.read_text())
+    result = evaluate(
+        ckpt_path, num_samples=num_samples, data_dir=data_dir, device=device, pretrained=pretrained,
+        truncation=psi, sampler=sampler,
+    )  # fmt: skip
+    if stored is not None:
+        write_json(stored, result)
+    return result
 
 
 def run(
@@ -48,52 +74,54 @@ def run(
     command: str,
     samplers: tuple[str, ...] = (),
 ) -> dict:
-    unknown = [s for s in samplers if s not in D_SAMPLERS]
-    if unknown:
-        raise SystemExit(f"unknown samplers {unknown}; choose from: {', '.join(D_SAMPLERS)}")
-    if samplers and pretrained is not None:
-        raise SystemExit(
-            f"--samplers {' '.join(samplers)} need the discriminator, which zoo entries do not ship: pass "
-            "--ckpt_path <run>/checkpoints/last.ckpt, or --samplers with nothing after it for the psi rows only"
-        )
+    """One row per psi (plain sampling), then one per D-driven sampler without truncation; the files are written
+    after every row. A D-driven sampler the model refuses (a class-conditional or PacGAN D, too few acceptances)
+    is listed as refused, with the reason, and the other rows stand."""
+    for sampler in samplers:  # before any row: a zoo entry has no D, an unknown name is a typo
+        check_sampler(sampler, math.inf, DRS_PERCENTILE, MH_K, pretrained)
     start = time.perf_counter()
-    rows = []
-    for sampler, psi in [*(("plain", psi) for psi in psis), *((s, math.inf) for s in samplers)]:
-        print(f"== {sampler}, psi {psi_text(psi)}", flush=True)
-        result = evaluate(ckpt_path, num_samples=num_samples, data_dir=data_dir, device=device,
-                          pretrained=pretrained, truncation=psi, sampler=sampler)  # fmt: skip
-        rows.append({"psi": None if math.isinf(psi) else psi, **{m: result[m] for m in METRICS},
-                     "sampler": result["sampler"], "eval_s": result["seconds"]["total"]})  # fmt: skip
-        print(f"{sampler}, psi {psi_text(psi)}: FID {result['fid']:.3f}, precision {result['precision']:.4f}, "
-              f"recall {result['recall']:.4f}", flush=True)  # fmt: skip
     results = {
         "machine": machine(),
         "model": pretrained if pretrained is not None else ckpt_path,
         "num_samples": num_samples,
-        "reference": result["reference"],
         "sampler": "plain" + "".join(f", {s}" for s in samplers),
-        "rows": rows,
-        "seconds": time.perf_counter() - start,
+        "rows": [],
+        "refused": [],
     }
+    for sampler, psi in [*(("plain", psi) for psi in psis), *((s, math.inf) for s in samplers)]:
+        print(f"== {sampler}, psi {psi_text(psi)}", flush=True)
+        try:
+            result = row_metrics(ckpt_path, pretrained, num_samples, data_dir, device, sampler, psi)
+        except ValueError as err:
+            if sampler == "plain":
+                raise
+            print(f"{sampler}: refused ({err})", flush=True)
+            results["refused"].append({"sampler": sampler, "reason": str(err)})
+            continue
+        results["reference"] = result["reference"]
+        results["rows"].append({"psi": None if math.isinf(psi) else psi, **{m: result[m] for m in METRICS},
+                                "sampler": result["sampler"], "eval_s": result["seconds"]["total"]})  # fmt: skip
+        print(f"{sampler}, psi {psi_text(psi)}: FID {result['fid']:.3f}, precision {result['precision']:.4f}, "
+              f"recall {result['recall']:.4f}", flush=True)  # fmt: skip
+        write({**results, "seconds": time.perf_counter() - start}, out, command)
+    results["seconds"] = time.perf_counter() - start
     write(results, out, command)
     return results
 
 
 def run_for_quality_table(quick: bool, data_dir: str, command: str) -> dict:
     """``python -m benchmarks``' section: the quality table's DCGAN (seed 42; quick: its vanilla run) at every psi
-    and with DRS and MH-GAN, from the run folder the quality section left; where only the zoo entry is left (no D),
-    the psi rows alone."""
-    from benchmarks import quality
-
-    config, n = ("vanilla_mnist.yaml", 200) if quick else ("dcgan_mnist.yaml", 10_000)
-    root = quality.ROOT / "runs" / ("quality-quick" if quick else "quality")
+    and with DRS and MH-GAN, from the run folder the quality section left, at the table's N (so its plain row is
+    reused); where only the full table's zoo entry is left (no D), the psi rows alone."""
+    config = "vanilla_mnist.yaml" if quick else "dcgan_mnist.yaml"
     plan = quality.QUICK if quick else quality.FULL
+    root = quality.run_root(quick)
     run_folder = quality.existing_run(config, 42, plan["extra"], root)
-    psis = (0.7, math.inf) if quick else PSIS
-    out = RESULTS / "quick" if quick else RESULTS
+    settings = dict(psis=(0.7, math.inf) if quick else PSIS, num_samples=plan["num_samples"], data_dir=data_dir,
+                    device="auto", out=RESULTS / "quick" if quick else RESULTS, command=command)  # fmt: skip
     if run_folder is not None:
-        ckpt = run_folder / "checkpoints" / "last.ckpt"
-        return run(str(ckpt), None, psis, n, data_dir, "auto", out, command, D_SAMPLERS)
+        ckpt = str(run_folder / "checkpoints" / "last.ckpt")
+        return run(ckpt_path=ckpt, pretrained=None, samplers=D_SAMPLERS, **settings)
     name = quality.zoo_name(config, 42)
     if quick or name not in {entry.name for entry in zoo.list_entries() if entry.card is not None}:
         raise SystemExit(
@@ -101,7 +129,7 @@ def run_for_quality_table(quick: bool, data_dir: str, command: str) -> dict:
             "section first (python -m benchmarks --only quality)"
         )
     print(f"truncation: {config} seed 42's run folder is gone; zoo entry {name} has no D, so psi rows only", flush=True)
-    return run(None, name, psis, n, data_dir, "auto", out, command)
+    return run(ckpt_path=None, pretrained=name, **settings)
 
 
 def write(results: dict, out: Path, command: str) -> None:
@@ -118,7 +146,7 @@ def write(results: dict, out: Path, command: str) -> None:
         f"{n:,} images of the {split!r} split, exact fp32 TF-Inception pool3. Plot: `truncation.png`. "
         f"Total time {results['seconds'] / 60:.1f} min.",
         "",
-        "| sampler | psi | FID | KID (x1000) | precision | recall | density | coverage | accepted | eval |",
+        "| sampler | psi | FID | KID (x1000) | precision | recall | density | coverage | acceptance | eval |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
@@ -130,8 +158,11 @@ def write(results: dict, out: Path, command: str) -> None:
             f"| {'-' if rate is None else f'{rate:.1%}'} | {row['eval_s']:.0f} s |"
         )
     if d_driven:
-        lines += ["", "D-driven samplers, as run:"]
+        lines += ["", "D-driven samplers, as run (DRS: kept proposals; MH-GAN: accepted moves):"]
         lines += [f"- {describe_text(row['sampler'])}" for row in d_driven]
+    if results.get("refused"):
+        lines += ["", "Refused for this model:"]
+        lines += [f"- {r['sampler']}: {r['reason']}" for r in results["refused"]]
     write_markdown(out / "truncation.md", lines)
     plot(results, out / "truncation.png")
     print(f"wrote {out / 'truncation.md'}", flush=True)
@@ -187,8 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = "python -m benchmarks.bench_truncation " + " ".join(sys.argv[1:] if argv is None else argv)
     samplers = args.samplers if args.samplers is not None else (list(D_SAMPLERS) if args.ckpt_path else [])
-    run(args.ckpt_path, args.pretrained, tuple(args.psi), args.num_samples, args.data_dir, args.device, args.out,
-        command.strip(), tuple(samplers))  # fmt: skip
+    try:
+        run(
+            ckpt_path=args.ckpt_path, pretrained=args.pretrained, psis=tuple(args.psi), num_samples=args.num_samples,
+            data_dir=args.data_dir, device=args.device, out=args.out, command=command.strip(), samplers=tuple(samplers),
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from its zoo entry: the card's evaluation at the same N (labelled "zoo card" in 
 ``--reevaluate`` a new evaluation of the entry's generator ("zoo entry, re-evaluated"); it is trained again
 only when there is no entry of the same settings.
 
-    python -m benchmarks.quality                       # full: 2 seeds x 2 configs, N = 10,000
+    python -m benchmarks.quality                       # full: 2 seeds x 3 configs, N = 10,000
     python -m benchmarks.quality --reevaluate          # rows from zoo entries measured again, not copied
     python -m benchmarks.quality --quick               # minutes: 1 short vanilla run, N = 500 (no zoo)
 """
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, machine, probe_text  # noqa: E402
 from benchmarks.run_settings import config_differences, expected_settings, settings_differences  # noqa: E402
-from benchmarks.tables import spread, write_json, write_markdown  # noqa: E402
+from benchmarks.tables import goal_table, write_json, write_markdown  # noqa: E402
 from datamodules import MNISTDataModule  # noqa: E402
 from gan_modules import metrics as gan_metrics  # noqa: E402
 from gan_modules import zoo  # noqa: E402
@@ -116,6 +116,10 @@ def run_plan(config: str, seed: int, extra: list[str], root: Path) -> tuple[Path
     if "--trainer.max_epochs" in extra:
         max_epochs = int(extra[extra.index("--trainer.max_epochs") + 1])
     return root / f"{Path(config).stem}-s{seed}", max_epochs, expected_settings(cfg, seed, extra)
+
+
+def run_root(quick: bool) -> Path:
+    return ROOT / "runs" / ("quality-quick" if quick else "quality")
 
 
 def existing_run(config: str, seed: int, extra: list[str], root: Path) -> Path | None:
@@ -287,7 +291,7 @@ def run(
     plan["configs"] = configs or plan["configs"]
     plan["seeds"] = seeds or plan["seeds"]
     n = plan["num_samples"]
-    root = ROOT / "runs" / ("quality-quick" if quick else "quality")
+    root = run_root(quick)
     out = RESULTS / "quick" if quick else RESULTS
     results = {"machine": machine(), "num_samples": n, "quick": quick, "runs": []}
     stored = stored_results(out / "quality.json", n, quick)
@@ -409,21 +413,7 @@ def write(results: dict, out: Path, command: str) -> None:
             )
             for r in measured
         ]
-    lines += ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
-    means = {}
-    for config in dict.fromkeys(r["config"] for r in results["runs"]):
-        means[config] = spread([r["fid"] for r in results["runs"] if r["config"] == config])[0]
-    for config, mean in means.items():
-        fids = [r["fid"] for r in results["runs"] if r["config"] == config]
-        half_range = spread(fids)[1]
-        goal = GOALS.get(config) if n == 10_000 else None
-        if isinstance(goal, str):  # no worse than another config's mean (issue 25: conditional vs unconditional)
-            goal_text = f"<= {goal}'s mean" + (f" ({means[goal]:.2f})" if goal in means else " (not measured)")
-            met = "-" if goal not in means else ("yes" if mean <= means[goal] else "no")
-        else:
-            goal_text = "-" if goal is None else f"<= {goal}"
-            met = "-" if goal is None else ("yes" if max(fids) <= goal else "no")
-        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids)} seeds) | {goal_text} | {met} |")
+    lines += goal_table(results["runs"], GOALS if n == 10_000 else {})
     write_markdown(out / "quality.md", lines)
 
 

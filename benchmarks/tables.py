@@ -28,3 +28,23 @@ def write_markdown(path: str | Path, lines: Sequence[str]) -> Path:
 def spread(values: list[float]) -> tuple[float, float]:
     """Mean and half the range over seeds (with two seeds, each one's distance from the mean)."""
     return statistics.mean(values), (max(values) - min(values)) / 2
+
+
+def goal_table(runs: list[dict], goals: dict[str, float | str]) -> list[str]:
+    """Markdown lines: each config's FID mean ± half the range over its seeds, against its goal: a number every
+    seed must reach, or another config whose mean this one's mean must not exceed."""
+    lines = ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
+    fids: dict[str, list[float]] = {}
+    for run in runs:
+        fids.setdefault(run["config"], []).append(run["fid"])
+    means = {config: spread(values) for config, values in fids.items()}  # (mean, half range)
+    for config, (mean, half_range) in means.items():
+        goal = goals.get(config)
+        if isinstance(goal, str):
+            goal_text = f"mean <= {goal}'s mean" + (f" ({means[goal][0]:.2f})" if goal in means else " (not measured)")
+            met = "-" if goal not in means else ("yes" if mean <= means[goal][0] else "no")
+        else:
+            goal_text = "-" if goal is None else f"<= {goal}"
+            met = "-" if goal is None else ("yes" if max(fids[config]) <= goal else "no")
+        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids[config])} seeds) | {goal_text} | {met} |")
+    return lines
