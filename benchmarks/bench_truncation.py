@@ -82,7 +82,7 @@ def run(
     start = time.perf_counter()
     results = {
         "machine": machine(),
-        "model": pretrained if pretrained is not None else ckpt_path,
+        "model": pretrained if pretrained is not None else zoo.shown(Path(ckpt_path)),  # repo-relative
         "num_samples": num_samples,
         "sampler": "plain" + "".join(f", {s}" for s in samplers),
         "rows": [],
@@ -195,7 +195,8 @@ def plot(results: dict, path: Path) -> None:
     right.set_ylim(0, 1.02)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], frameon=False, fontsize=8, loc="center left")
-    ax.set_title(f"{results['sampler']}, N = {results['num_samples']:,}: {results['model']}", fontsize=8)
+    measured = ", ".join(dict.fromkeys(row["sampler"]["name"] for row in results["rows"]))  # what ran, not asked
+    ax.set_title(f"{measured}, N = {results['num_samples']:,}: {results['model']}", fontsize=8)
     ax.grid(alpha=0.3)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
