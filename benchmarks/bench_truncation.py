@@ -30,7 +30,7 @@ from benchmarks.machine import header, machine  # noqa: E402
 from benchmarks.tables import write_json, write_markdown  # noqa: E402
 from gan_modules import zoo  # noqa: E402
 from gan_modules.commands.common import check_sampler  # noqa: E402
-from gan_modules.commands.evaluate import DEFAULT_NUM_SAMPLES, evaluate  # noqa: E402
+from gan_modules.commands.evaluate import DEFAULT_NUM_SAMPLES, evaluate, metrics_path  # noqa: E402
 from gan_modules.io import atomic_write  # noqa: E402
 from gan_modules.sampling import DRS_PERCENTILE, MH_K, describe_text, psi_text, settings_suffix  # noqa: E402
 
@@ -49,8 +49,7 @@ def row_metrics(
     row of an interrupted run, is not measured again."""
     stored = None
     if ckpt_path is not None:
-        ckpt = Path(ckpt_path).expanduser()
-        stored = ckpt.with_name(f"{ckpt.stem}_metrics_n{num_samples}{settings_suffix(sampler, psi)}.json")
+        stored = metrics_path(ckpt_path, num_samples, settings_suffix(sampler, psi))
         if stored.is_file():
             print(f"reusing {stored}", flush=True)
             return json.loads(stored.read_text())

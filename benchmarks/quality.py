@@ -46,7 +46,7 @@ from benchmarks.tables import goal_table, write_json, write_markdown  # noqa: E4
 from datamodules import MNISTDataModule  # noqa: E402
 from gan_modules import metrics as gan_metrics  # noqa: E402
 from gan_modules import zoo  # noqa: E402
-from gan_modules.commands.evaluate import evaluate  # noqa: E402
+from gan_modules.commands.evaluate import evaluate, metrics_path  # noqa: E402
 from gan_modules.metrics import GANMetrics  # noqa: E402
 from gan_modules.metrics.reference import reference_features  # noqa: E402
 
@@ -176,7 +176,7 @@ def evaluate_run(run: Path, num_samples: int, data_dir: str) -> dict:
     """``evaluate.py``'s figures for ``run``'s last.ckpt at ``num_samples`` (stored beside it and reused), with
     the run's training time, epochs and precision; Stacked MNIST runs also carry their ``stacked_mnist`` modes."""
     ckpt = run / "checkpoints" / "last.ckpt"
-    stored = run / "checkpoints" / f"last_metrics_n{num_samples}.json"
+    stored = metrics_path(ckpt, num_samples)
     if stored.is_file():
         results = json.loads(stored.read_text())
     else:
@@ -262,7 +262,7 @@ def export_row(folder: Path, row: dict, n: int, extra: list[str], zoo_root: Path
             else:
                 print(f"zoo entry {name} (from {kept}) kept, not replaced by {row['run']}", flush=True)
             return
-        results = json.loads((folder / "checkpoints" / f"last_metrics_n{n}.json").read_text())
+        results = json.loads(metrics_path(folder / "checkpoints" / "last.ckpt", n).read_text())
         trained = " ".join(["python train.py --config", f"configs/{row['config']}", f"--seed_everything {row['seed']}"])
         command = " ".join([trained, shlex.join(extra)]).strip()
         path = zoo.export_run(

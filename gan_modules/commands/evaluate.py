@@ -287,6 +287,13 @@ def format_table(results: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def metrics_path(ckpt_path: str | Path, num_samples: int, suffix: str = "") -> Path:
+    """Where ``evaluate.py --ckpt_path`` writes its JSON by default: ``<checkpoint stem>_metrics_n<N><suffix>.json``
+    beside the checkpoint (``suffix``: ``settings_suffix``'s sampler and psi)."""
+    ckpt = Path(ckpt_path).expanduser()
+    return ckpt.with_name(f"{ckpt.stem}_metrics_n{num_samples}{suffix}.json")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if out is None:
         ckpt = Path(args.ckpt_path).expanduser()
-        out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_metrics_n{results['num_fake']}{suffix}.json")
+        out = Path(args.out) if args.out else metrics_path(ckpt, results["num_fake"], suffix)
     atomic_text(out, json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"wrote {out}")
