@@ -365,7 +365,7 @@ def write(results: dict, out: Path, command: str) -> None:
         "Class accuracy (class-conditional models): the shipped digit classifier's agreement with the asked-for "
         "class over the same samples, drawn with the test set's class balance.",
         "",
-        "| model | seed | epochs | precision | FID | KID (x1000) | precision | recall | density | coverage "
+        "| model | seed | epochs | training dtype | FID | KID (x1000) | precision | recall | density | coverage "
         "| class acc. | train | eval |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

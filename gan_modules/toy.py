@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from gan_modules.base import GANModule
@@ -18,16 +20,40 @@ def mlp(sizes: list[int], activation: type[nn.Module], batch_norm: bool = False)
     return layers
 
 
-class ToyGenerator(nn.Module):
-    """z [N, latent_dim] -> points [N, 2], unbounded (no tanh): the grid spans -4..4."""
+def component_index(z0: Tensor, components: int) -> Tensor:
+    """Which of ``components`` equal-probability bins of N(0, 1) each z0 [N] falls in: indices [N], uniform."""
+    u = 0.5 * (1 + torch.erf(z0 / math.sqrt(2)))  # the normal CDF: uniform on [0, 1] for z0 ~ N(0, 1)
+    return (u * components).long().clamp_(0, components - 1)
 
-    def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (400, 400, 400, 400)) -> None:
+
+class ToyGenerator(nn.Module):
+    """z [N, latent_dim] -> points [N, 2], unbounded (no tanh): the grid spans -4..4.
+
+    With ``components`` K > 0 the latent is not one blob: z's first coordinate only picks one of K
+    equal-probability components (``component_index``), which enters G one-hot beside z's other coordinates. A
+    continuous G fed one connected latent must put mass between disconnected modes (Tanielian et al. 2020); here
+    each component can land on its own mode with no path between them (Khayatkhoei et al. 2018's disconnected
+    manifolds, DeLiGAN's mixture latent). Every caller still draws z ~ N(0, I): the split happens inside G.
+    """
+
+    def __init__(
+        self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (400, 400, 400, 400), components: int = 0
+    ) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            *mlp([latent_dim, *hidden_dims], nn.ReLU, batch_norm=True), nn.Linear(hidden_dims[-1], 2)
-        )
+        if components < 0 or (components and latent_dim < 2):
+            raise ValueError(
+                f"components must be 0 (one Gaussian latent) or a count K > 0 with latent_dim >= 2 (z's first "
+                f"coordinate picks the component, the rest stay continuous); got components {components}, "
+                f"latent_dim {latent_dim}"
+            )
+        self.components = components
+        inputs = latent_dim - 1 + components if components else latent_dim
+        self.net = nn.Sequential(*mlp([inputs, *hidden_dims], nn.ReLU, batch_norm=True), nn.Linear(hidden_dims[-1], 2))
 
     def forward(self, z: Tensor) -> Tensor:
+        if self.components:
+            one_hot = nn.functional.one_hot(component_index(z[:, 0], self.components), self.components)
+            z = torch.cat([one_hot.to(z.dtype), z[:, 1:]], dim=1)
         return self.net(z)
 
 
@@ -73,6 +99,7 @@ class ToyGAN(GANModule):
         g_hidden_dims: tuple[int, ...] = (400, 400, 400, 400),
         d_hidden_dims: tuple[int, ...] = (200, 200, 200),
         d_minibatch: Literal["none", "stddev", "discrimination"] = "none",
+        latent_components: int = 0,
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         ema_decay: float | None = 0.999,
@@ -87,6 +114,8 @@ class ToyGAN(GANModule):
             g_hidden_dims: widths of G's hidden layers (ReLU + BatchNorm).
             d_hidden_dims: widths of D's hidden layers (LeakyReLU 0.2).
             d_minibatch: "stddev" or "discrimination" adds that layer before D's output.
+            latent_components: K > 0 makes z's first coordinate pick one of K components, fed to G one-hot
+                (``ToyGenerator``): a latent that is not one blob, so G need not bridge the modes. 0: plain z.
             lr: Adam learning rate of both networks.
             betas: Adam betas.
             ema_decay: decay of G's moving average (samples come from it); None disables it.
@@ -101,7 +130,7 @@ class ToyGAN(GANModule):
                 f"num_channels {num_channels}); use data: datamodules.ToyMixtureDataModule (configs/toy_mixture.yaml)"
             )
         super().__init__(
-            generator=ToyGenerator(latent_dim, g_hidden_dims),
+            generator=ToyGenerator(latent_dim, g_hidden_dims, latent_components),
             discriminator=ToyDiscriminator(d_hidden_dims, d_minibatch),
             latent_dim=latent_dim,
             lr=lr,

@@ -14,11 +14,11 @@ from datamodules.toy import MIXTURES, ToyMixtureDataModule, mixture_means, sampl
 from gan_modules.base import lr_factor
 from gan_modules.cli import cli_main
 from gan_modules.metrics.modes import mode_coverage
-from gan_modules.toy import ToyGAN
+from gan_modules.toy import ToyGAN, ToyGenerator, component_index
 from gan_modules.tricks import PacGAN
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY_CONFIGS = ["toy_mixture.yaml"]
+TOY_CONFIGS = ["toy_mixture.yaml", "toy_mixture_components.yaml"]
 TINY_TOY = [
     "--model.g_hidden_dims", "[16, 16]", "--model.d_hidden_dims", "[16]", "--data.num_samples", "200",
     "--data.batch_size", "50", "--trainer.max_epochs", "2", "--trainer.logger", "gan_modules.loggers.CSVLogger",
@@ -47,6 +47,28 @@ def test_mode_coverage_counts_modes_and_high_quality_samples_like_pacgan():
     both = mode_coverage(torch.cat([ring, off]), "ring")
     assert both["modes"] == 8.0 and both["high_quality"] == 0.5
     assert mode_coverage(torch.zeros(5, 2), "ring")["modes"] == 0.0
+
+
+def test_component_latent_splits_the_normal_into_equal_bins_and_g_is_constant_inside_each():
+    z0 = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(component_index(z0, 10), minlength=10)
+    assert counts.shape == (10,) and (counts - 20_000).abs().max() < 600  # uniform over the 10 components
+    assert component_index(torch.tensor([-1e9, 0.0, 1e9]), 10).tolist() == [0, 5, 9]  # ordered, in range
+    edge = math.sqrt(2) * torch.erfinv(torch.tensor(2 * 0.3 - 1)).item()  # the boundary between bins 2 and 3
+    assert component_index(torch.tensor([edge - 1e-4, edge + 1e-4]), 10).tolist() == [2, 3]
+    g = ToyGenerator(latent_dim=2, hidden_dims=(8,), components=10).eval()
+    assert g.net[0].in_features == 11  # one-hot of 10 components + z's second coordinate
+    z1 = torch.full((2, 1), 0.3)
+    same_bin = g(torch.cat([torch.tensor([[edge + 0.01], [edge + 0.2]]), z1], dim=1))
+    torch.testing.assert_close(same_bin[0], same_bin[1])  # z0 only picks the component: no path inside it
+    across = g(torch.cat([torch.tensor([[edge - 0.01], [edge + 0.01]]), z1], dim=1))
+    assert not torch.allclose(across[0], across[1])  # a jump between components, not a bridge
+    model = ToyGAN(g_hidden_dims=(8,), d_hidden_dims=(8,), latent_components=10)
+    assert model.generator.components == 10 and model.generate(torch.randn(5, 2)).shape == (5, 2)
+    with pytest.raises(ValueError, match="latent_dim >= 2"):
+        ToyGenerator(latent_dim=1, components=10)
+    with pytest.raises(ValueError, match="components must be 0"):
+        ToyGAN(latent_components=-1)
 
 
 def test_toy_gan_trains_on_points_with_pacgan_and_draws_its_scatter(tmp_path):
@@ -148,9 +170,9 @@ def test_every_trick_of_the_catalogue_is_a_row_of_the_mnist_ablation():
     assert table["- R1"][1] == ["--model.tricks", "[]"]
 
 
-@pytest.mark.parametrize("mixture", ["ring", "grid"])
-def test_toy_config_trains_through_the_cli_and_scores_every_epoch(tmp_path, mixture):
-    args = ["--config", str(ROOT / "configs" / "toy_mixture.yaml"), *TINY_TOY, "--data.mixture", mixture]
+@pytest.mark.parametrize(("config", "mixture"), [(c, "ring") for c in TOY_CONFIGS] + [("toy_mixture.yaml", "grid")])
+def test_toy_config_trains_through_the_cli_and_scores_every_epoch(tmp_path, config, mixture):
+    args = ["--config", str(ROOT / "configs" / config), *TINY_TOY, "--data.mixture", mixture]
     cli = cli_main([*args, "--trainer.default_root_dir", str(tmp_path)])
     run = cli.run_dir
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["scatter_0000.png", "scatter_0001.png"]
@@ -163,6 +185,7 @@ def test_toy_config_trains_through_the_cli_and_scores_every_epoch(tmp_path, mixt
     # The R1 trick and the learning-rate decay of the config are in force: the rate ends at 0.
     assert [type(t).__name__ for t in cli.model.tricks] == ["R1"]
     assert all(opt.param_groups[0]["lr"] == 0.0 for opt in cli.model.optimizers(use_pl_optimizer=False))
+    assert cli.model.generator.components == (50 if config == "toy_mixture_components.yaml" else 0)
 
 
 def test_toy_gan_refuses_an_image_datamodule_and_an_image_gan_refuses_points(tmp_path):

@@ -334,3 +334,22 @@ def test_every_shipped_entry_passes_its_checksum_loads_and_draws_its_images():
             assert images.shape[1:] == (3 if "Stacked" in entry.card["data"]["class_path"] else 1, 28, 28)
         assert data and entry.card["training"]["command"].startswith("python train.py --config configs/")
         assert zoo.best_metrics(entry.card) is not None
+
+
+def test_a_conditional_entry_draws_the_asked_classes_from_the_zoo(tmp_path, capsys):
+    fit(tmp_path, "dcgan_mnist_conditional.yaml", *CSV_ONLY, "--model.val_num_samples", "0", "--data.num_classes", "10")
+    (run,) = run_dirs(tmp_path / "runs")
+    root = tmp_path / "zoo"
+    zoo.export_run(run, "tiny_conditional-seed42", [fake_results()], root=root, command="python train.py")
+    model = zoo.load_entry("tiny_conditional-seed42", root=root)
+    assert model.hparams.num_classes == 10
+    source = load_gan(run / "checkpoints" / "last.ckpt").eval()
+    z, labels = torch.randn(4, model.latent_dim), torch.tensor([3, 7, 3, 7])
+    assert torch.equal(model.generate(z, labels), source.generate(z, labels))
+    out = tmp_path / "out"
+    args = ["--pretrained", "tiny_conditional-seed42", "--classes", "3,7", "--num_images", "4", "--out_dir", str(out)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GAN_MODULES_ZOO", str(root))
+        assert generate_main(args) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 4 and [n.split("_class")[1] for n in names] == ["3.png", "7.png", "3.png", "7.png"]
