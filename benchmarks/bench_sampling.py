@@ -1,15 +1,18 @@
-"""Discriminator-driven sampling on PacGAN's 2-D mixtures: plain sampling, DRS and MH-GAN from the same generators.
+"""Sampling on PacGAN's 2-D mixtures: plain, DRS and MH-GAN, from a one-Gaussian latent and a K-component one.
 
 A smooth generator fed one Gaussian must put mass between disconnected modes (Tanielian et al. 2020); the
-2-D tables (``tricks.md``) show it: every mode covered, but only part of the samples near one. DRS (Azadi et
-al. 2019) and MH-GAN (Turner et al. 2019) use D to throw the bridging samples away. For each mixture and seed
+2-D tables (``tricks.md``) show it: every mode covered, but only part of the samples near one. The literature
+offers two remedies, both measured here from the same training budget: pick samples with D (DRS, Azadi et
+al. 2019; MH-GAN, Turner et al. 2019), or give G a latent that is not one blob (``ToyGAN(latent_components=K)``:
+z's first coordinate picks one of K components, so G can place them apart). For each mixture, latent and seed
 this trains ``configs/toy_mixture.yaml``'s GAN once (``bench_tricks``'s "toy_mixture.yaml" row: 2,000 updates
-of 500), then draws PacGAN's 2,500 samples with every sampler in ``SAMPLERS`` from it: D is calibrated on 2,500
-held-out mixture points (a stream D never trained on) and as many generated ones. Scores as in tricks.md: modes
-covered (of 8 / 25) and the share of high-quality samples (within 3 sigma of a mode). The CPU time of a run is
-the training's plus that sampler's.
+of 500; with components, ``configs/toy_mixture_components.yaml``), then draws PacGAN's 2,500 samples with every
+sampler in ``SAMPLERS`` from it: D is calibrated on 2,500 held-out mixture points (a stream D never trained on)
+and as many generated ones. Scores as in tricks.md: modes covered (of 8 / 25) and the share of high-quality
+samples (within 3 sigma of a mode). The CPU time of a run is the training's plus that sampler's, at
+``--threads`` torch threads (1 by default: these nets are too small for a second thread to pay).
 
-    python -m benchmarks.bench_sampling            # 5 seeds, ring and grid (about 10 minutes on 2 cores)
+    python -m benchmarks.bench_sampling            # 5 seeds, ring and grid, both latents (about 15 minutes)
     python -m benchmarks.bench_sampling --quick    # 1 seed, 300 updates (CI-sized)
 
 Writes ``benchmarks/results/sampling_mixtures.md`` (+ ``.json``, and scatter plots of seed 0 under
@@ -52,6 +55,12 @@ SAMPLERS: dict[str, dict] = {
 GOAL = {"high_quality": 0.95, "cpu_s": 60.0}  # issue 25: every mode, >= 95% HQ, every seed, < 1 CPU-minute a run
 NUM_EVAL = bench_tricks.NUM_EVAL
 NUM_HELD_OUT = 2_500
+COMPONENTS = 50  # configs/toy_mixture_components.yaml's latent_components
+
+
+def latents(components: int) -> dict[str, dict]:
+    """Row name -> the ToyGAN keyword arguments of that latent."""
+    return {"one Gaussian": {}, f"{components} components": {"latent_components": components}}
 
 
 def sample(model, mixture: str, seed: int, settings: dict) -> tuple[torch.Tensor, dict, float]:
@@ -64,30 +73,49 @@ def sample(model, mixture: str, seed: int, settings: dict) -> tuple[torch.Tensor
     return points, sampler.describe(), time.process_time() - start
 
 
-def run(mixtures: list[str], seeds: int, steps: int, out: Path, command: str, batch_size: int = 500) -> dict:
+def run(
+    mixtures: list[str],
+    seeds: int,
+    steps: int,
+    out: Path,
+    command: str,
+    batch_size: int = 500,
+    components: int = COMPONENTS,
+) -> dict:
     results = {"machine": machine(), "steps": steps, "batch_size": batch_size, "num_eval": NUM_EVAL, "seeds": seeds,
-               "config": CONFIG, "runs": []}  # fmt: skip
+               "config": CONFIG, "components": components, "runs": []}  # fmt: skip
     figures = out / "sampling"
     figures.mkdir(parents=True, exist_ok=True)
     model_args = {"g_hidden_dims": (256, 256, 256), "d_hidden_dims": (256, 256, 256), "ema_decay": 0.999}
     for mixture in mixtures:
-        for seed in range(seeds):
-            model, _, train_cpu = bench_tricks.train_one(mixture, CONFIG, seed, steps, batch_size, **model_args)
-            model.eval()
-            for name, settings in SAMPLERS.items():
-                points, described, sample_cpu = sample(model, mixture, seed, settings)
-                score = mode_coverage(points, mixture)
-                row = {"mixture": mixture, "sampler": name, "seed": seed, **score, "train_cpu_s": train_cpu,
-                       "sample_cpu_s": sample_cpu, "cpu_s": train_cpu + sample_cpu, "described": described}  # fmt: skip
-                results["runs"].append(row)
-                print(f"{mixture} seed {seed} {name}: {score['modes']:.0f} modes, {100 * score['high_quality']:.1f}% "
-                      f"HQ, {row['cpu_s']:.0f} CPU s; {describe_text(described)}", flush=True)  # fmt: skip
-                if seed == 0:
-                    title = f"{name}, {mixture}: {score['modes']:.0f} modes, {100 * score['high_quality']:.1f}% HQ"
-                    path = figures / f"{mixture}_{bench_tricks.figure_name(name)}.png"
-                    plot_points(points, mixture_means(mixture), path, title, MIXTURES[mixture])
+        for latent, latent_args in latents(components).items():
+            for seed in range(seeds):
+                model, _, train_cpu = bench_tricks.train_one(
+                    mixture, CONFIG, seed, steps, batch_size, **model_args, **latent_args
+                )
+                model.eval()
+                for name, settings in SAMPLERS.items():
+                    points, described, sample_cpu = sample(model, mixture, seed, settings)
+                    score = mode_coverage(points, mixture)
+                    row = {"mixture": mixture, "latent": latent, "sampler": name, "seed": seed, **score,
+                           "train_cpu_s": train_cpu, "sample_cpu_s": sample_cpu, "cpu_s": train_cpu + sample_cpu,
+                           "described": described}  # fmt: skip
+                    results["runs"].append(row)
+                    print(f"{mixture} {latent} seed {seed} {name}: {score['modes']:.0f} modes, "
+                          f"{100 * score['high_quality']:.1f}% HQ, {row['cpu_s']:.0f} CPU s; "
+                          f"{describe_text(described)}", flush=True)  # fmt: skip
+                    if seed == 0:
+                        title = (f"{name}, {latent}, {mixture}: {score['modes']:.0f} modes, "
+                                 f"{100 * score['high_quality']:.1f}% HQ")  # fmt: skip
+                        path = figures / f"{mixture}_{figure_stem(latent)}{bench_tricks.figure_name(name)}.png"
+                        plot_points(points, mixture_means(mixture), path, title, MIXTURES[mixture])
     write(results, out, command)
     return results
+
+
+def figure_stem(latent: str) -> str:
+    """The one-Gaussian plots keep their old names (``ring_DRS.png``); the others carry the latent."""
+    return "" if latent == "one Gaussian" else bench_tricks.figure_name(latent) + "_"
 
 
 def summary(rows: list[dict]) -> dict:
@@ -113,34 +141,40 @@ def meets_goal(s: dict) -> bool:
 def write(results: dict, out: Path, command: str) -> None:
     lines = header("Discriminator-driven sampling on the 2-D mixtures", results["machine"], command)
     lines += [
-        f"Each (mixture, seed): `configs/toy_mixture.yaml`'s GAN trained once ({results['steps']:,} updates of "
-        f"{results['batch_size']}), then {results['num_eval']:,} samples from each sampler; D calibrated on "
+        f"Each (mixture, latent, seed): `configs/toy_mixture.yaml`'s GAN trained once ({results['steps']:,} updates "
+        f'of {results["batch_size"]}; the latent "{results["components"]} components" is '
+        f"`configs/toy_mixture_components.yaml`: z's first coordinate picks one of {results['components']} "
+        "equal-probability components, fed to G one-hot beside z's second), then "
+        f"{results['num_eval']:,} samples from each sampler; D calibrated on "
         f"{NUM_HELD_OUT:,} held-out mixture points and as many generated ones. Modes covered and high-quality (HQ) "
         "samples as in PacGAN (Lin et al. 2018) and `tricks.md`; mean ± standard error over seeds, the worst seed "
         "beside it. Acceptance: DRS's kept proposals, MH-GAN's accepted moves. CPU seconds: training plus "
         "sampling, per run. Plain sampling is the same generators' baseline row.",
         "",
-        "| mixture | sampler | modes | worst seed | HQ % | worst seed | acceptance | CPU s / run | goal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mixture | latent | sampler | modes | worst seed | HQ % | worst seed | acceptance | CPU s / run | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for mixture in dict.fromkeys(r["mixture"] for r in results["runs"]):
-        for name in SAMPLERS:
-            rows = [r for r in results["runs"] if r["mixture"] == mixture and r["sampler"] == name]
-            if not rows:
-                continue
-            s = summary(rows)
-            rate = "-" if s["acceptance"] is None else f"{100 * s['acceptance']:.1f}%"
-            lines.append(
-                f"| {mixture} | {name} | {s['modes']:.1f} ± {s['modes_se']:.1f} of {s['num_modes']:.0f} | "
-                f"{s['modes_min']:.0f} | {100 * s['hq']:.1f} ± {100 * s['hq_se']:.1f} | {100 * s['hq_min']:.1f} | "
-                f"{rate} | {s['cpu_s']:.0f} (max {s['cpu_max']:.0f}) | {'yes' if meets_goal(s) else 'no'} |"
-            )
+    runs = results["runs"]
+    for mixture in dict.fromkeys(r["mixture"] for r in runs):
+        for latent in dict.fromkeys(r["latent"] for r in runs):
+            for name in SAMPLERS:
+                rows = [r for r in runs if (r["mixture"], r["latent"], r["sampler"]) == (mixture, latent, name)]
+                if not rows:
+                    continue
+                s = summary(rows)
+                rate = "-" if s["acceptance"] is None else f"{100 * s['acceptance']:.1f}%"
+                lines.append(
+                    f"| {mixture} | {latent} | {name} | {s['modes']:.1f} ± {s['modes_se']:.1f} of "
+                    f"{s['num_modes']:.0f} | {s['modes_min']:.0f} | {100 * s['hq']:.1f} ± {100 * s['hq_se']:.1f} | "
+                    f"{100 * s['hq_min']:.1f} | {rate} | {s['cpu_s']:.0f} (max {s['cpu_max']:.0f}) | "
+                    f"{'yes' if meets_goal(s) else 'no'} |"
+                )
     lines += [
         "",
         f"Goal (issue 25): every mode covered with >= {100 * GOAL['high_quality']:.0f}% high-quality samples in every "
         f"seed, on the ring and the grid, in under {GOAL['cpu_s']:.0f} CPU seconds a run including sampling "
         f"({results['seeds']} seeds). PacGAN's PacGAN2 reached 95.9% (ring) and 93.6% (grid) HQ after 400,000 "
-        "updates. Scatter plots of seed 0: `sampling/<mixture>_<sampler>.png`.",
+        "updates. Scatter plots of seed 0: `sampling/<mixture>_[<latent>_]<sampler>.png`.",
     ]
     write_markdown(out / "sampling_mixtures.md", lines)
     write_json(out / "sampling_mixtures.json", results, indent=1)
@@ -153,12 +187,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000, help="D (and G) updates per run")
     parser.add_argument("--mixtures", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
+    parser.add_argument("--components", type=int, default=COMPONENTS, help="K of the K-component latent's rows")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the header states them)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     quiet_known_warnings()
     warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no `val_dataloader`")
     out = RESULTS / "quick" if args.quick else RESULTS
     command = "python -m benchmarks.bench_sampling" + (" --quick" if args.quick else "")
-    run(args.mixtures, 1 if args.quick else args.seeds, 300 if args.quick else args.steps, out, command)
+    seeds, steps = (1, 300) if args.quick else (args.seeds, args.steps)
+    run(args.mixtures, seeds, steps, out, command, components=args.components)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ def spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (max(values) - min(values)) / 2
 
 
-def goal_table(runs: list[dict], goals: dict[str, float | str]) -> list[str]:
+def goal_table(runs: list[dict], goals: dict[str, float | str], class_accuracy_goal: float | None = None) -> list[str]:
     """Markdown lines: each config's FID mean ± half the range over its seeds, against its goal: a number every
-    seed must reach, or another config whose mean this one's mean must not exceed."""
+    seed must reach, or another config whose mean this one's mean must not exceed; then, with
+    ``class_accuracy_goal``, each class-conditional config's class accuracy against it (every seed)."""
     lines = ["", "| model | FID mean ± spread (half the range) over seeds | goal | met |", "|---|---|---|---|"]
     fids: dict[str, list[float]] = {}
     for run in runs:
@@ -47,4 +48,17 @@ def goal_table(runs: list[dict], goals: dict[str, float | str]) -> list[str]:
             goal_text = "-" if goal is None else f"<= {goal}"
             met = "-" if goal is None else ("yes" if max(fids[config]) <= goal else "no")
         lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids[config])} seeds) | {goal_text} | {met} |")
+    accuracies: dict[str, list[float]] = {}
+    for run in runs:
+        if run.get("class_accuracy") is not None:
+            accuracies.setdefault(run["config"], []).append(run["class_accuracy"]["accuracy"])
+    if accuracies and class_accuracy_goal is not None:
+        lines.append("")
+        for config, values in accuracies.items():
+            met = "yes" if min(values) >= class_accuracy_goal else "no"
+            shown = ", ".join(f"{100 * v:.2f}%" for v in values)
+            lines.append(
+                f"Class accuracy of {config} (goal >= {100 * class_accuracy_goal:.0f}% in every seed): {shown} "
+                f"({len(values)} seed{'s' if len(values) > 1 else ''}): **{met}**."
+            )
     return lines

@@ -42,6 +42,10 @@ def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
     assert "| dcgan_mnist_conditional.yaml | 42 | 24 | bf16-mixed | 2.50 |" in text
     assert "| 0.800 | 99.22% | 25.0 min | 8.0 min |" in text and "| 98.71% |" in text
     assert (
+        "Class accuracy of dcgan_mnist_conditional.yaml (goal >= 99% in every seed): 99.22%, 98.71% (2 seeds): **no**."
+        in text
+    )
+    assert (
         "| dcgan_mnist_conditional.yaml | 2.95 ± 0.45 (2 seeds) | mean <= dcgan_mnist.yaml's mean (3.00) | yes |"
         in text
     )
@@ -53,6 +57,8 @@ def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
     )
     quality.write({**results, "runs": conditional}, tmp_path, "python -m benchmarks")
     assert "| mean <= dcgan_mnist.yaml's mean (not measured) | - |" in (tmp_path / "quality.md").read_text()
+    quality.write({**results, "runs": conditional[:1]}, tmp_path, "python -m benchmarks")
+    assert "(goal >= 99% in every seed): 99.22% (1 seed): **yes**." in (tmp_path / "quality.md").read_text()
 
 
 def test_headers_state_the_host_speed_probe_and_older_results_still_render(tmp_path):
@@ -385,17 +391,19 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
 def test_mixture_sampling_benchmark_scores_every_sampler_on_the_same_generator(tmp_path):
     from benchmarks import bench_sampling
 
-    results = bench_sampling.run(["ring"], seeds=1, steps=20, out=tmp_path, command="cmd", batch_size=100)
-    rows = {r["sampler"]: r for r in results["runs"]}
+    results = bench_sampling.run(["ring"], seeds=1, steps=20, out=tmp_path, command="cmd", batch_size=100, components=4)
+    assert [r["latent"] for r in results["runs"][:: len(bench_sampling.SAMPLERS)]] == ["one Gaussian", "4 components"]
+    rows = {r["sampler"]: r for r in results["runs"] if r["latent"] == "one Gaussian"}
     assert list(rows) == list(bench_sampling.SAMPLERS)
-    assert len({r["train_cpu_s"] for r in rows.values()}) == 1  # one trained generator per (mixture, seed)
+    assert len({r["train_cpu_s"] for r in rows.values()}) == 1  # one trained generator per (mixture, latent, seed)
     assert rows["plain"]["described"]["name"] == "plain" and "acceptance_rate" not in rows["plain"]["described"]
     for name in ("DRS", "MH-GAN, k 20"):
         assert 0 < rows[name]["described"]["acceptance_rate"] <= 1
         assert rows[name]["described"]["calibration"]["split"] == "val"
     text = (tmp_path / "sampling_mixtures.md").read_text()
-    assert "| ring | plain | " in text and "| ring | MH-GAN, k 100 | " in text
+    assert "| ring | one Gaussian | plain | " in text and "| ring | 4 components | MH-GAN, k 100 | " in text
     assert (tmp_path / "sampling" / "ring_DRS.png").is_file()
+    assert (tmp_path / "sampling" / "ring_4_components_DRS.png").is_file()
     # The goal needs every mode and >= 95% HQ in the worst seed, and under a CPU-minute a run.
     row = {"modes": 8.0, "num_modes": 8.0, "high_quality": 0.96, "cpu_s": 30.0, "described": {"name": "plain"}}
     assert bench_sampling.meets_goal(bench_sampling.summary([row, {**row, "high_quality": 0.97}]))
