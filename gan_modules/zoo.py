@@ -382,6 +382,16 @@ def render_card(card: dict[str, Any]) -> str:
             f"`{str(m.get('classifier_sha256') or '?')[:12]}` |"
             for m in stacked
         ]
+    for m in card.get("metrics") or []:
+        if accuracy := m.get("class_accuracy"):
+            per_class = accuracy.get("per_class") or {}
+            lines += [
+                "",
+                f"Class accuracy (N = {m['num_samples']:,}, samples drawn with the test set's class balance): the "
+                f"shipped digit classifier agrees with the asked-for class on {100 * accuracy['accuracy']:.2f}% "
+                + (f"(lowest class: {min(per_class, key=per_class.get)} at {100 * min(per_class.values()):.2f}%)."
+                   if per_class else "."),
+            ]  # fmt: skip
     lines += [
         "",
         f"`{weights['file']}`: the {weights['network']} state dict ({weights['parameters']:,} parameters, "

@@ -340,7 +340,11 @@ def test_a_conditional_entry_draws_the_asked_classes_from_the_zoo(tmp_path, caps
     fit(tmp_path, "dcgan_mnist_conditional.yaml", *CSV_ONLY, "--model.val_num_samples", "0", "--data.num_classes", "10")
     (run,) = run_dirs(tmp_path / "runs")
     root = tmp_path / "zoo"
-    zoo.export_run(run, "tiny_conditional-seed42", [fake_results()], root=root, command="python train.py")
+    accuracy = {"accuracy": 0.9974, "per_class": {"0": 1.0, "4": 0.9929, "9": 0.999}, "num_samples": 10_000}
+    results = fake_results() | {"class_accuracy": accuracy}
+    zoo.export_run(run, "tiny_conditional-seed42", [results], root=root, command="python train.py")
+    readme = (root / "tiny_conditional-seed42" / "README.md").read_text()
+    assert "asked-for class on 99.74% (lowest class: 4 at 99.29%)" in readme
     model = zoo.load_entry("tiny_conditional-seed42", root=root)
     assert model.hparams.num_classes == 10
     source = load_gan(run / "checkpoints" / "last.ckpt").eval()
