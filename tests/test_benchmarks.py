@@ -391,7 +391,9 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
 def test_mixture_sampling_benchmark_scores_every_sampler_on_the_same_generator(tmp_path):
     from benchmarks import bench_sampling
 
-    results = bench_sampling.run(["ring"], seeds=1, steps=20, out=tmp_path, command="cmd", batch_size=100, components=4)
+    results = bench_sampling.run(
+        ["ring"], seeds=1, steps=100, out=tmp_path, command="cmd", batch_size=100, components=4
+    )
     assert [r["latent"] for r in results["runs"][:: len(bench_sampling.SAMPLERS)]] == ["one Gaussian", "4 components"]
     rows = {r["sampler"]: r for r in results["runs"] if r["latent"] == "one Gaussian"}
     assert list(rows) == list(bench_sampling.SAMPLERS)
@@ -410,3 +412,10 @@ def test_mixture_sampling_benchmark_scores_every_sampler_on_the_same_generator(t
     assert not bench_sampling.meets_goal(bench_sampling.summary([row, {**row, "high_quality": 0.94}]))
     assert not bench_sampling.meets_goal(bench_sampling.summary([row, {**row, "modes": 7.0}]))
     assert not bench_sampling.meets_goal(bench_sampling.summary([{**row, "cpu_s": 61.0}]))
+    # A seed where DRS refused (it kept under 1% of its proposals) is a miss, and the table says so.
+    refused = {"mixture": "ring", "latent": "one Gaussian", "sampler": "DRS", "seed": 1, "refused": "DRS kept 3"}
+    s = bench_sampling.summary([row, refused])
+    assert (s["seeds"], s["refused"]) == (1, 1) and not bench_sampling.meets_goal(s)
+    results["runs"].append(refused)
+    bench_sampling.write(results, tmp_path, "cmd")
+    assert "(refused in 1 of 2 seeds)" in (tmp_path / "sampling_mixtures.md").read_text()
