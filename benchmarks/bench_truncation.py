@@ -175,6 +175,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [row for row in results["rows"] if row["sampler"]["name"] == "plain"]
+    rows.sort(key=lambda row: float("inf") if row["psi"] is None else row["psi"])  # lines join psi in order
     others = [row for row in results["rows"] if row["sampler"]["name"] != "plain"]
     finite = [row["psi"] for row in rows if row["psi"] is not None]
     inf_at = (max(finite) + 0.5) if finite else 1.0
