@@ -13,7 +13,7 @@ points (a stream D never trained on) and as many generated ones. Scores as in tr
 plus that sampler's, at ``--threads`` torch threads (1 by default: the goal counts CPU seconds, and on 2 cores a
 second thread cost half again as many as it saved in wall time: 104 CPU s against 69 for the same run).
 
-    python -m benchmarks.bench_sampling            # 5 seeds, ring and grid, both latents (about 15 minutes)
+    python -m benchmarks.bench_sampling            # 5 seeds, ring and grid, both latents (about 20 minutes)
     python -m benchmarks.bench_sampling --quick    # 1 seed, 300 updates (CI-sized)
 
 Writes ``benchmarks/results/sampling_mixtures.md`` (+ ``.json``, and scatter plots of seed 0 under
@@ -97,17 +97,26 @@ def run(
                 )
                 model.eval()
                 for name, settings in SAMPLERS.items():
+                    row = {
+                        "mixture": mixture,
+                        "latent": latent,
+                        "sampler": name,
+                        "seed": seed,
+                        "train_cpu_s": train_cpu,
+                    }
                     try:
                         points, described, sample_cpu = sample(model, mixture, seed, settings)
                     except ValueError as error:  # DRS keeping almost nothing refuses to go on: a miss, recorded
-                        results["runs"].append({"mixture": mixture, "latent": latent, "sampler": name, "seed": seed,
-                                                "train_cpu_s": train_cpu, "refused": str(error)})  # fmt: skip
+                        results["runs"].append({**row, "refused": str(error)})
                         print(f"{mixture} {latent} seed {seed} {name}: refused: {error}", flush=True)
                         continue
                     score = mode_coverage(points, mixture)
-                    row = {"mixture": mixture, "latent": latent, "sampler": name, "seed": seed, **score,
-                           "train_cpu_s": train_cpu, "sample_cpu_s": sample_cpu, "cpu_s": train_cpu + sample_cpu,
-                           "described": described}  # fmt: skip
+                    row |= {
+                        **score,
+                        "sample_cpu_s": sample_cpu,
+                        "cpu_s": train_cpu + sample_cpu,
+                        "described": described,
+                    }
                     results["runs"].append(row)
                     print(f"{mixture} {latent} seed {seed} {name}: {score['modes']:.0f} modes, "
                           f"{100 * score['high_quality']:.1f}% HQ, {row['cpu_s']:.0f} CPU s; "
