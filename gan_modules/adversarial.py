@@ -253,6 +253,8 @@ class Adversary:
             )
         for name in dict.fromkeys(name for r in results for name in r.terms):  # summed over the judges
             stats[f"train/d_{name}"] = sum(r.terms[name] for r in results if name in r.terms).detach()
+        for trick in self.tricks:
+            stats.update({f"train/{name}": torch.tensor(value) for name, value in trick.stats().items()})
         return stats
 
     # ------------------------------------------------------------------ G's side

@@ -196,6 +196,14 @@ def test_r1_and_r2_gamma_fall_along_a_cosine_from_the_first_to_the_last_planned_
     assert term(R1(gamma=2.0, gamma_end=0.2), 0) == pytest.approx(2.0 / 2 * 4)
     assert term(R2(gamma=2.0, gamma_end=0.2), 10) == pytest.approx(0.2 / 2 * 4)
     assert term(R2(gamma=2.0, gamma_end=0.2, every=5), 10) == pytest.approx(5 * 0.2 / 2 * 4)
+    # The scheduled gamma is logged beside the term (train/r1_gamma): the one the last computed term used.
+    scheduled = R1(gamma=2.0, gamma_end=0.2)
+    assert scheduled.stats() == {}  # nothing computed yet
+    term(scheduled, 5)
+    assert scheduled.stats() == {"r1_gamma": pytest.approx(1.1)}
+    constant = R2(gamma=2.0)
+    term(constant, 5)
+    assert constant.stats() == {}  # a constant gamma is in the config, not worth a curve
     with pytest.raises(ValueError, match="gamma_end must be >= 0"):
         R2(gamma_end=-1.0)
 
@@ -248,6 +256,7 @@ def test_rpgan_with_scheduled_r1_and_r2_trains_and_resumes_on_the_same_schedule(
     whole = _RecordGamma()
     straight, seen = run(whole)
     assert straight.d_updates == 8 and {"train/d_r1", "train/d_r2", "train/g_loss"} <= set(seen)
+    assert 0.1 <= seen["train/r1_gamma"] <= 1.0 and 0.1 <= seen["train/r2_gamma"] <= 1.0  # the schedule, on W&B
     assert all(math.isfinite(v) for v in seen.values()) and "train/d_real" not in seen
     assert straight.optimizers()[0].param_groups[0]["betas"] == (0.0, 0.99)
     # 8 D updates planned: gamma 1 on the first, 0.1 on the last, for both penalties.

@@ -17,6 +17,8 @@ objective's own regularizers (WGAN's weight clipping, WGAN-GP's penalty) are tri
 - ``g_logits(logits, gan)``: the fake logits G's adversarial loss averages over (top-k training keeps the
   fakes D scores most real).
 - ``after_d_step(gan)`` / ``after_g_step(gan)``: after each optimizer step (running averages).
+- ``stats()``: values that are not loss terms, logged beside D's statistics as ``train/<name>`` (a scheduled
+  penalty weight: ``train/r1_gamma``).
 
 ``every = k`` makes a term lazy (Karras et al. 2020, StyleGAN2): computed on every k-th update only, and
 scaled by k so its average strength does not change.
@@ -124,6 +126,9 @@ class Trick(nn.Module):
 
     def after_g_step(self, gan: TrickHost) -> None:
         pass
+
+    def stats(self) -> dict[str, float]:
+        return {}
 
     def extra_repr(self) -> str:
         return f"every={self.every}" if self.every != 1 else ""

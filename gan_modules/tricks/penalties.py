@@ -44,6 +44,7 @@ class _ZeroCenteredPenalty(Trick):
             raise ValueError(f"{kind}: gamma_end must be >= 0, or null for a constant gamma, got {gamma_end}")
         self.gamma = gamma
         self.gamma_end = gamma_end
+        self._gamma_now: float | None = None  # the scheduled gamma of the last update that computed the penalty
 
     def gamma_at(self, update: int, total: int) -> float:
         """gamma on D update ``update`` (0-based) of a run of ``total``: ``gamma`` on the first, ``gamma_end`` on
@@ -56,13 +57,17 @@ class _ZeroCenteredPenalty(Trick):
     def samples(self, step: Step) -> Tensor:
         raise NotImplementedError
 
+    def stats(self) -> dict[str, float]:
+        """A scheduled gamma as ``<term>_gamma`` (train/r1_gamma), once the penalty has been computed."""
+        return {} if self._gamma_now is None else {f"{self.term}_gamma": self._gamma_now}
+
     def d_terms(self, step: Step) -> dict[str, Tensor]:
         if not self.due(step.update):
             return {}
         gamma = self.gamma
         if self.gamma_end is not None:  # the run's length, from the host's trainer (counted as the lr decay counts)
             total = step.gan.adversary.planned_d_updates(needed_by=f"{type(self).__name__}'s gamma_end")
-            gamma = self.gamma_at(step.update, total)
+            gamma = self._gamma_now = self.gamma_at(step.update, total)
         grad = input_gradients(step.d, self.samples(step))
         return {self.term: self.every * gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()}
 
@@ -76,7 +81,8 @@ class R1(_ZeroCenteredPenalty):
     taken on D's inputs as D sees them (after any augmentation), in an extra D pass on those steps.
 
     ``gamma_end`` makes gamma fall along a cosine from ``gamma`` on the first D update to ``gamma_end`` on the
-    run's last (R3GAN's presets, Huang et al. 2024: 0.05 -> 0.005 on CIFAR-10, 2 -> 0.2 on FFHQ-64). The run's
+    run's last (R3GAN's presets, Huang et al. 2024: 0.05 -> 0.005 on CIFAR-10, 2 -> 0.2 on FFHQ-64), logged as
+    train/r1_gamma (train/r2_gamma for ``R2``). The run's
     length is its planned D updates, from ``trainer.max_epochs``/``max_steps`` as the learning-rate decay counts
     them, and gamma is a function of the checkpointed D update count, so a resumed run follows the same schedule.
     None (the default) keeps gamma constant.
