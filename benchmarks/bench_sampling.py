@@ -58,6 +58,8 @@ GOAL = {"high_quality": 0.95, "cpu_s": 60.0}  # issue 25: every mode, >= 95% HQ,
 NUM_EVAL = bench_tricks.NUM_EVAL
 NUM_HELD_OUT = 2_500
 COMPONENTS = 50  # configs/toy_mixture_components.yaml's latent_components
+# configs/toy_mixture_components.yaml's networks and EMA (tests check that these constants match the file)
+MODEL_ARGS = {"g_hidden_dims": (256, 256, 256), "d_hidden_dims": (256, 256, 256), "ema_decay": 0.999}
 
 
 def latents(components: int) -> dict[str, dict]:
@@ -88,12 +90,11 @@ def run(
                "config": CONFIG, "components": components, "runs": []}  # fmt: skip
     figures = out / "sampling"
     figures.mkdir(parents=True, exist_ok=True)
-    model_args = {"g_hidden_dims": (256, 256, 256), "d_hidden_dims": (256, 256, 256), "ema_decay": 0.999}
     for mixture in mixtures:
         for latent, latent_args in latents(components).items():
             for seed in range(seeds):
                 model, _, train_cpu = bench_tricks.train_one(
-                    mixture, CONFIG, seed, steps, batch_size, **model_args, **latent_args
+                    mixture, CONFIG, seed, steps, batch_size, **MODEL_ARGS, **latent_args
                 )
                 model.eval()
                 for name, settings in SAMPLERS.items():

@@ -22,6 +22,7 @@ be filled one generator per session.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -86,11 +87,13 @@ def fake_source(name: str, quick: bool) -> str:
 def train_config(fakes: Path | str, name: str, extra: tuple[str, ...], root: Path,
                  config: str = "detect_mnist.yaml") -> Path:  # fmt: skip
     """Trains ``configs/<config>`` on ``fakes`` with train.py as run ``root/name`` (reused when a run of the same
-    settings is done: ``fakes.txt`` beside it records them); returns its best.ckpt. ``extra``: more train.py
-    arguments (``--trainer.max_epochs 10``)."""
+    settings and the same config text is done: ``fakes.txt`` beside it records them); returns its best.ckpt.
+    ``extra``: more train.py arguments (``--trainer.max_epochs 10``)."""
     parent = root / name
     marker = lambda ckpt: ckpt.parent.parent / "fakes.txt"  # noqa: E731
-    settings = " ".join([str(fakes), *extra] + ([config] if config != "detect_mnist.yaml" else []))
+    # The config's text is part of the settings: a run of the same file name made before an edit is not reused.
+    digest = hashlib.sha256((ROOT / "configs" / config).read_bytes()).hexdigest()[:12]
+    settings = " ".join([str(fakes), *extra, config, digest])
     done = [c for c in sorted(parent.glob("*/checkpoints/best.ckpt")) if marker(c).is_file()
             and marker(c).read_text() == settings]  # fmt: skip
     if done:

@@ -388,6 +388,56 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
     assert again["rows"]["detect_mnist_web.yaml|vanilla"] == json.loads(json.dumps(row))
 
 
+def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_text_is_unchanged(tmp_path, monkeypatch):
+    from benchmarks import detect_matrix
+
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "det.yaml"
+    config.write_text("model: {resize_prob: 0.5}\n")
+    monkeypatch.setattr(detect_matrix, "ROOT", tmp_path)
+    monkeypatch.setattr(detect_matrix.quality, "train_env", lambda: {})
+    runs = []
+
+    def fake_train(command, check, cwd, env):  # what train.py leaves: a run folder with best.ckpt
+        best = tmp_path / "runs" / "det-on_x" / f"2026120{len(runs)}-000000" / "checkpoints" / "best.ckpt"
+        best.parent.mkdir(parents=True)
+        best.write_bytes(b"ckpt")
+        runs.append(command)
+
+    monkeypatch.setattr(detect_matrix.subprocess, "run", fake_train)
+    first = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
+    assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
+    assert len(runs) == 1  # the same settings and config text: reused
+    config.write_text("model: {resize_prob: 0.7}\n")  # the file edited under the same name: trained again
+    second = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
+    assert len(runs) == 2 and second != first and first.is_file()
+
+
+def test_mixture_sampling_benchmark_trains_the_recipe_of_the_config_it_names():
+    """bench_sampling restates configs/toy_mixture_components.yaml in Python (it trains without the CLI, in
+    seconds); an edit to either side must be made to both, or the table describes a recipe nobody ran."""
+    import yaml
+
+    from benchmarks import bench_sampling, bench_tricks
+
+    cfg = yaml.safe_load((quality.ROOT / "configs" / "toy_mixture_components.yaml").read_text())
+    model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    assert bench_sampling.COMPONENTS == model["latent_components"]
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in bench_sampling.MODEL_ARGS.items()} == {
+        k: model[k] for k in bench_sampling.MODEL_ARGS
+    }
+    assert bench_sampling.BATCH_SIZE == data["batch_size"]
+    assert bench_sampling.STEPS == cfg["trainer"]["max_epochs"] * data["num_samples"] // data["batch_size"]
+    recipe = bench_tricks.CONFIGS[bench_sampling.CONFIG]()
+    assert {k: recipe[k] for k in ("lr", "lr_decay", "lr_decay_start")} == {
+        k: model[k] for k in ("lr", "lr_decay", "lr_decay_start")
+    }
+    (r1,) = recipe["tricks"]
+    (trick,) = model["tricks"]
+    assert trick["class_path"].endswith("." + type(r1).__name__)
+    assert (r1.gamma, r1.every) == (trick["init_args"]["gamma"], trick["init_args"]["every"])
+
+
 def test_mixture_sampling_benchmark_scores_every_sampler_on_the_same_generator(tmp_path):
     from benchmarks import bench_sampling
 
