@@ -47,7 +47,9 @@ def goal_table(runs: list[dict], goals: dict[str, float | str], class_accuracy_g
         else:
             goal_text = "-" if goal is None else f"<= {goal}"
             met = "-" if goal is None else ("yes" if max(fids[config]) <= goal else "no")
-        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({len(fids[config])} seeds) | {goal_text} | {met} |")
+        count = len(fids[config])
+        seeds = f"{count} seed{'s' if count != 1 else ''}"
+        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({seeds}) | {goal_text} | {met} |")
     accuracies: dict[str, list[float]] = {}
     for run in runs:
         if run.get("class_accuracy") is not None:

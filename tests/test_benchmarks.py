@@ -29,6 +29,8 @@ def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
     assert "| dcgan_mnist.yaml | 42 | 24 | bf16-mixed | 2.50 |" in text
     # Mean ± half the range over the two seeds, and the goal is missed because one seed is above 3.0.
     assert "| dcgan_mnist.yaml | 3.00 ± 0.50 (2 seeds) | <= 3.0 | no |" in text
+    quality.write({**results, "runs": runs[:1]}, tmp_path / "one", "python -m benchmarks")
+    assert "| dcgan_mnist.yaml | 2.50 ± 0.00 (1 seed) | <= 3.0 | yes |" in (tmp_path / "one" / "quality.md").read_text()
     assert (tmp_path / "quality.json").is_file()
     assert "| 0.600 | 0.900 | 0.800 | - | 25.0 min | 8.0 min |" in text  # unconditional: no class accuracy
 
