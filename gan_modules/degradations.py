@@ -8,6 +8,7 @@ ones ``DetectorAugment`` draws at random for training a fake detector (``gan_mod
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import torch
@@ -86,8 +87,10 @@ class DetectorAugment:
     [0, ``max_sigma``]) and JPEG with probability ``jpeg_prob`` (quality uniform in [``min_quality``, 100]);
     they use 0.5 / sigma up to 3 / quality 30-100 at 256 px. Beyond it, for images as the web serves them
     (Corvi et al. 2023 test with resizing and JPEG 65-100): a resize round trip with probability ``resize_prob``,
-    factor uniform in ``resize_range`` and a resampling filter drawn from ``resize_filters``; and with
-    ``random_order`` the three are applied in a random order per image (else resize, blur, JPEG).
+    factor in ``resize_range`` (uniform, or with ``resize_scale="log"`` log-uniform: halving as likely as
+    doubling, and the strong down-scales a uniform draw makes rare as likely as their inverse up-scales) and a
+    resampling filter drawn from ``resize_filters``; and with ``random_order`` the three are applied in a random
+    order per image (else resize, blur, JPEG).
 
     ``augment(images, record=True)`` also returns what was done to each image: ``applied`` [N, 3] (bool, in
     ``AUGMENTATIONS`` order), ``strength`` [N, 3] (factor, sigma, quality; NaN where not applied), ``filter``
@@ -104,6 +107,7 @@ class DetectorAugment:
         resize_range: tuple[float, float] = (0.5, 1.5),
         resize_filters: tuple[str, ...] = RESIZE_FILTERS,
         random_order: bool = False,
+        resize_scale: str = "linear",
     ) -> None:
         for name, p in (("blur_prob", blur_prob), ("jpeg_prob", jpeg_prob), ("resize_prob", resize_prob)):
             if not 0.0 <= p <= 1.0:
@@ -119,7 +123,9 @@ class DetectorAugment:
                              f"{list(resize_filters)}")  # fmt: skip
         self.blur_prob, self.max_sigma, self.jpeg_prob, self.min_quality = blur_prob, max_sigma, jpeg_prob, min_quality
         self.resize_prob, self.resize_range, self.resize_filters = resize_prob, (low, high), tuple(resize_filters)
-        self.random_order = random_order
+        if resize_scale not in ("linear", "log"):
+            raise ValueError(f"model.resize_scale must be 'linear' or 'log', got {resize_scale!r}")
+        self.random_order, self.resize_scale = random_order, resize_scale
 
     def __call__(self, images: Tensor, record: bool = False):
         images = images.clone()
@@ -133,7 +139,10 @@ class DetectorAugment:
         applied = torch.stack([resize[:, 0] < self.resize_prob, draw[:, 0] < self.blur_prob,
                                draw[:, 2] < self.jpeg_prob], dim=1)  # fmt: skip
         low, high = self.resize_range
-        factor = low + (high - low) * resize[:, 1]
+        if self.resize_scale == "log":
+            factor = torch.exp(math.log(low) + (math.log(high) - math.log(low)) * resize[:, 1])
+        else:
+            factor = low + (high - low) * resize[:, 1]
         filters = (resize[:, 2] * len(self.resize_filters)).long().clamp_(max=len(self.resize_filters) - 1)
         sigma = draw[:, 1] * self.max_sigma
         quality = (self.min_quality + (draw[:, 3] * (101 - self.min_quality)).long()).clamp_(max=100)

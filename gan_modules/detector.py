@@ -195,6 +195,7 @@ class FakeDetector(ImageModule):
         resize_range: tuple[float, float] = (0.5, 1.5),
         resize_filters: list[Literal["nearest", "bilinear", "bicubic", "area"]] | None = None,
         random_order: bool = False,
+        resize_scale: Literal["linear", "log"] = "linear",
         target_fpr: float = 0.05,
         lr_schedule: Literal["cosine", "constant"] = "cosine",
         channels_last: bool | None = None,
@@ -215,9 +216,12 @@ class FakeDetector(ImageModule):
             jpeg_prob: probability of JPEG re-compression of each training image.
             min_quality: lowest JPEG quality drawn (uniform up to 100).
             resize_prob: probability of a resize round trip of each training image (``DetectorAugment``).
-            resize_range: [low, high] of the resize factor, drawn uniformly (0.5-1.5: half to one and a half size).
+            resize_range: [low, high] of the resize factor, drawn as ``resize_scale`` says (0.5-1.5: half to one
+                and a half size).
             resize_filters: resampling filters drawn from for the resize (None: all of ``RESIZE_FILTERS``).
             random_order: apply resize, blur and JPEG in a random order per image (else in that order).
+            resize_scale: how the resize factor is drawn from ``resize_range``: "linear" (uniform) or "log"
+                (log-uniform: a factor and its inverse equally likely, so strong down-scales are not rare).
             target_fpr: the false-positive rate the real-only threshold is set for: the ``1 - target_fpr``
                 quantile of the validation reals' scores (``real_threshold``), a verdict that needs no fakes of
                 the generator it will meet.
@@ -237,7 +241,8 @@ class FakeDetector(ImageModule):
             raise ValueError(f"model.lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
         self.save_hyperparameters()
         self.augment = DetectorAugment(blur_prob, max_sigma, jpeg_prob, min_quality, resize_prob, resize_range,
-                                       tuple(resize_filters or RESIZE_FILTERS), random_order)  # fmt: skip
+                                       tuple(resize_filters or RESIZE_FILTERS), random_order,
+                                       resize_scale)  # fmt: skip
         if arch == "resnet18":
             self.network = _Squeeze(resnet18_detector(num_channels, image_size))
         else:

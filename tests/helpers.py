@@ -152,3 +152,14 @@ def step_with(d, real, update=0):
     from gan_modules.tricks import Step
 
     return Step(gan=None, update=update, real_in=real, fake_in=real, real_out=None, fake_out=None, d=d)
+
+
+def blobs(n: int, seed: int) -> torch.Tensor:
+    """``n`` smooth uint8 28x28 grayscale images (``SyntheticDataModule``'s), a stand-in for real digits."""
+    datamodule = SyntheticDataModule(num_images=n, seed=seed)
+    return datamodule._images(n, seed)
+
+
+def noise(n: int, seed: int) -> torch.Tensor:
+    """``n`` uint8 28x28 grayscale images of uniform noise, a stand-in for crude fakes."""
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)

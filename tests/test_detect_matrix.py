@@ -1,0 +1,81 @@
+"""The fake detector's robustness matrix (``benchmarks/detect_matrix.py``): every (trained on, tested on,
+degradation) measured, earlier rows kept, goals read from the figures, and finished detectors reused only while
+their settings and config are the same."""
+
+import json
+from types import SimpleNamespace
+
+from benchmarks import quality
+
+
+def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_and_reads_goals(tmp_path, monkeypatch):
+    import torch
+
+    from benchmarks import detect_matrix
+
+    class Brightness:
+        """A hand 'detector': probability fake = mean brightness, so every figure is known in advance."""
+
+        thresholds = {"real": 0.5, "val": 0.45}
+        hparams = SimpleNamespace(target_fpr=0.05, arch="nodown")
+
+        def eval(self):
+            return self
+
+        def fake_probability(self, images):
+            return images.float().mean(dim=(1, 2, 3)) / 255
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 100, (30, 1, 28, 28), generator=g, dtype=torch.uint8)
+    fakes = {"vanilla": torch.randint(160, 256, (30, 1, 28, 28), generator=g, dtype=torch.uint8),
+             "dcgan": torch.randint(90, 140, (30, 1, 28, 28), generator=g, dtype=torch.uint8)}  # fmt: skip
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(detect_matrix, "fake_source", lambda name, quick: f"zoo:{name}-seed1")
+    trained = []
+    record = lambda config, source, on, quick: trained.append((config, source)) or tmp_path / on
+    monkeypatch.setattr(detect_matrix, "train_detector", record)
+    monkeypatch.setattr(detect_matrix, "test_sets", lambda names, s, n, d: (real, {k: fakes[k] for k in names}))
+    monkeypatch.setattr(detect_matrix, "load_model", lambda path: Brightness())
+    results = detect_matrix.run(["vanilla", "dcgan"], ["detect_mnist_web.yaml"], False, str(tmp_path), "cmd")
+    assert trained == [("detect_mnist_web.yaml", "zoo:vanilla-seed1"), ("detect_mnist_web.yaml", "zoo:dcgan-seed1")]
+    row = results["rows"]["detect_mnist_web.yaml|vanilla"]
+    assert set(row["tests"]) == {"vanilla", "dcgan"} and set(row["tests"]["dcgan"]) == set(detect_matrix.DEGRADATIONS)
+    clean = row["tests"]["vanilla"]["clean"]
+    assert clean["auroc"] == 1.0 and clean["fpr"] == 0.0 and clean["tpr"] == 1.0  # brightness >= 0.5 is fake
+    assert row["tests"]["dcgan"]["clean"]["tpr"] < 0.5  # dim fakes fall under the real-only cut
+    text = (tmp_path / "detect_matrix.md").read_text()
+    assert "| detect_mnist_web | vanilla | vanilla (same) | 1.0000 |" in text and "Generators: the model zoo's" in text
+    assert "- AUROC >= 0.95 after resize 0.5 on the training generator: **yes**" in text
+    assert "- accuracy >= 0.9 there at the real-only threshold: **no**" in text
+    assert (tmp_path / "detect_matrix.png").is_file()
+    # A later piece measures one generator again: the other row stays.
+    fakes["dcgan"] = fakes["vanilla"]
+    again = detect_matrix.run(["dcgan"], ["detect_mnist_web.yaml"], False, str(tmp_path), "cmd")
+    assert set(again["rows"]) == {"detect_mnist_web.yaml|vanilla", "detect_mnist_web.yaml|dcgan"}
+    assert again["rows"]["detect_mnist_web.yaml|dcgan"]["tests"]["dcgan"]["clean"]["tpr"] == 1.0
+    assert again["rows"]["detect_mnist_web.yaml|vanilla"] == json.loads(json.dumps(row))
+
+
+def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_text_is_unchanged(tmp_path, monkeypatch):
+    from benchmarks import detect_matrix
+
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "det.yaml"
+    config.write_text("model: {resize_prob: 0.5}\n")
+    monkeypatch.setattr(detect_matrix, "ROOT", tmp_path)
+    monkeypatch.setattr(detect_matrix.quality, "train_env", lambda: {})
+    runs = []
+
+    def fake_train(command, check, cwd, env):  # what train.py leaves: a run folder with best.ckpt
+        best = tmp_path / "runs" / "det-on_x" / f"2026120{len(runs)}-000000" / "checkpoints" / "best.ckpt"
+        best.parent.mkdir(parents=True)
+        best.write_bytes(b"ckpt")
+        runs.append(command)
+
+    monkeypatch.setattr(detect_matrix.subprocess, "run", fake_train)
+    first = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
+    assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
+    assert len(runs) == 1  # the same settings and config text: reused
+    config.write_text("model: {resize_prob: 0.7}\n")  # the file edited under the same name: trained again
+    second = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
+    assert len(runs) == 2 and second != first and first.is_file()
