@@ -30,6 +30,11 @@ def spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (max(values) - min(values)) / 2
 
 
+def seeds(count: int) -> str:
+    """'1 seed', '2 seeds'."""
+    return f"{count} seed{'' if count == 1 else 's'}"
+
+
 def goal_table(runs: list[dict], goals: dict[str, float | str], class_accuracy_goal: float | None = None) -> list[str]:
     """Markdown lines: each config's FID mean ± half the range over its seeds, against its goal: a number every
     seed must reach, or another config whose mean this one's mean must not exceed; then, with
@@ -47,9 +52,7 @@ def goal_table(runs: list[dict], goals: dict[str, float | str], class_accuracy_g
         else:
             goal_text = "-" if goal is None else f"<= {goal}"
             met = "-" if goal is None else ("yes" if max(fids[config]) <= goal else "no")
-        count = len(fids[config])
-        seeds = f"{count} seed{'s' if count != 1 else ''}"
-        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({seeds}) | {goal_text} | {met} |")
+        lines.append(f"| {config} | {mean:.2f} ± {half_range:.2f} ({seeds(len(fids[config]))}) | {goal_text} | {met} |")
     accuracies: dict[str, list[float]] = {}
     for run in runs:
         if run.get("class_accuracy") is not None:
@@ -61,6 +64,6 @@ def goal_table(runs: list[dict], goals: dict[str, float | str], class_accuracy_g
             shown = ", ".join(f"{100 * v:.2f}%" for v in values)
             lines.append(
                 f"Class accuracy of {config} (goal >= {100 * class_accuracy_goal:.0f}% in every seed): {shown} "
-                f"({len(values)} seed{'s' if len(values) > 1 else ''}): **{met}**."
+                f"({seeds(len(values))}): **{met}**."
             )
     return lines
