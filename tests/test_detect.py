@@ -338,3 +338,21 @@ def test_the_web_config_trains_a_nodown_detector_with_the_web_augmentation(tmp_p
     assert augment.resize_scale == "log"
     assert cli.trainer.callback_metrics["val/auroc"] > 0.99 and cli.trainer.callback_metrics["val/fpr_real"] <= 0.1
     assert 0 < model.fake_threshold < 1 and model.fake_threshold == float(model.real_threshold)
+
+    # val_degrade: the validation split is scored clean and as a degraded copy, the same copy every time, drawn
+    # without touching the global random stream; the real-only cut is set on the clean and degraded reals pooled.
+    assert model.hparams.val_degrade
+    metrics = cli.trainer.callback_metrics
+    assert {"val/auroc_clean", "val/auroc_degraded", "val/fpr_real_clean", "val/fpr_real_degraded"} <= set(metrics)
+    model.eval()
+    images, _ = next(iter(cli.datamodule.val_dataloader()))
+    state = torch.random.get_rng_state()
+    copy = model.degraded_copy(images, 0)
+    assert torch.equal(torch.random.get_rng_state(), state) and torch.equal(copy, model.degraded_copy(images, 0))
+    assert copy.dtype == torch.uint8 and (copy != images).flatten(1).any(1).float().mean() > 0.5
+    reals = []
+    for i, (images, labels) in enumerate(cli.datamodule.val_dataloader()):
+        reals += [model.fake_probability(x[labels == 0]) for x in (images, model.degraded_copy(images, i))]
+    pooled = real_only_threshold(torch.cat(reals), model.hparams.target_fpr)
+    assert float(model.real_threshold) == pytest.approx(pooled, abs=1e-6)
+    assert pooled != pytest.approx(real_only_threshold(torch.cat(reals[::2]), model.hparams.target_fpr), abs=1e-6)
