@@ -4,12 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import fake_metrics
 
 from benchmarks import machine, quality
-
-
-def fake_metrics(fid):
-    return dict(fid=fid, kid=0.001, kid_std=0.0002, precision=0.7, recall=0.6, density=0.9, coverage=0.8)
 
 
 def test_quality_table_states_floor_runs_goals_and_machine(tmp_path):
