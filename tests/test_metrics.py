@@ -240,13 +240,14 @@ def test_converted_weights_are_written_once():
     assert metrics.network_checksum()[:16] in first.name
 
 
-def test_kid_std_is_a_real_spread_below_the_standard_subset_size():
-    # With fewer than 1000 samples per side, subsets are half the set: a subset as large as the set
+@pytest.mark.parametrize(("n", "subset"), [(200, 100), (1000, 500), (1001, 1000)])
+def test_kid_std_is_a_real_spread_up_to_the_standard_subset_size(n, subset):
+    # With up to 1000 samples per side, subsets are half the set: a subset as large as the set
     # would be identical on every draw and report a std of exactly 0.
     m = metrics.GANMetrics(network=TinyFeatures())
     gen = torch.Generator().manual_seed(0)
-    m.update_features(torch.randn(200, 16, generator=gen), real=True)
-    m.update_features(torch.randn(200, 16, generator=gen) + 0.5, real=False)
+    m.update_features(torch.randn(n, 16, generator=gen), real=True)
+    m.update_features(torch.randn(n, 16, generator=gen) + 0.5, real=False)
     results = m.compute()
-    assert m.kid.subset_size == 100
+    assert m.kid.subset_size == subset
     assert results["kid"] > 0 and results["kid_std"] > 0

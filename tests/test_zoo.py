@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import fake_metrics
 from PIL import Image
 from test_cli import CSV_ONLY, fit, run_dirs
 
@@ -23,8 +24,7 @@ NAME = "tiny_vanilla-seed42"
 
 def fake_results(fid=12.5, n=10_000):
     """An evaluate() result as evaluate.py writes it."""
-    metrics = dict(fid=fid, kid=0.001, kid_std=0.0002, precision=0.7, recall=0.6, density=0.9, coverage=0.8)
-    return metrics | {
+    return fake_metrics(fid) | {
         "num_fake": n,
         "num_real": n,
         "reference": {"dataset": "datamodules.SyntheticDataModule", "split": "val", "cached": False},

@@ -112,10 +112,10 @@ class GANMetrics(nn.Module):
         real, fake = (int(n) for n in (self.fid.real_features_num_samples, self.fid.fake_features_num_samples))
         results = dict.fromkeys(("fid", "kid", "kid_std", "precision", "recall", "density", "coverage"), float("nan"))
         if min(real, fake) >= 2:
-            # KID's subsets may not exceed the smaller set. Below the standard 1000, half the set: a
-            # subset as large as the set is the same every draw, which would report a std of exactly 0.
+            # KID's subsets may not exceed the smaller set. Up to the standard 1000, half the set: a subset
+            # as large as the set is the same every draw, which would report a std of exactly 0.
             n = min(real, fake)
-            self.kid.subset_size = self.kid_subset_size if n >= self.kid_subset_size else max(2, n // 2)
+            self.kid.subset_size = self.kid_subset_size if n > self.kid_subset_size else max(2, n // 2)
             with torch.random.fork_rng(devices=[]):  # KID draws random subsets: keep the training RNG untouched
                 torch.manual_seed(0)
                 kid_mean, kid_std = self.kid.compute()
