@@ -5,7 +5,8 @@
 
 A ``FakeDetector`` checkpoint (``configs/detect_mnist.yaml``) gives fake probabilities and two thresholds: the
 real-only one (the score that ``model.target_fpr`` of its validation reals exceed, with ``model.val_degrade``
-their degraded copies pooled in; the default verdict, since it needs no fakes of the generator met) and the one chosen on its validation split (``--threshold val``).
+their degraded copies pooled in; the default verdict, since it needs no fakes of the generator met) and the one
+chosen on its validation split (``--threshold val``).
 ``--calibrate REAL_DIR --fpr 0.05`` sets the real-only threshold from your own real images instead, which is
 what transfers to images that came through another pipeline than the training reals.
 
