@@ -7,6 +7,8 @@ functions (the lazy imports that hid the old cycles) and under ``TYPE_CHECKING``
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,17 @@ def test_no_project_file_is_over_the_line_limit(root):
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"over {MAX_LINES} lines (split by job, as README's 'How it fits together' says): {long}"
+
+
+def test_ruff_passes_on_the_whole_repository():
+    """The lint the project commits to (pyproject's [tool.ruff], ruff pinned in the dev extra) holds on every file.
+
+    In pytest so that CI, which runs the README's test command, catches a lint error too.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"`ruff check .` failed (fix, or `ruff check --fix .`):\n{done.stdout}{done.stderr}"
