@@ -65,6 +65,9 @@ class GANModule(ImageModule):
     conditional: bool = False
     # Generated images are clamped to [-1, 1]; a model of unbounded outputs (2-D points) says False.
     clamp_output: bool = True
+    # How many leading latent coordinates pick a category (through their N(0, 1) quantile) rather than vary
+    # smoothly; truncation leaves them alone (``sampling.truncated_normal``). The toy GAN's components set 1.
+    categorical_latents: int = 0
 
     def __init__(
         self,

@@ -2,6 +2,8 @@
 
 - **Truncation** (``truncation=psi``): every latent coordinate with |z| > psi is drawn again from the same seeded
   stream until none is (BigGAN's truncation trick, Brock et al. 2019): fidelity up, diversity down as psi falls.
+  Coordinates that pick a category rather than vary smoothly (``GANModule.categorical_latents``: the toy GAN's
+  component picker) are left alone, so every category keeps its probability.
   psi = inf draws exactly the latents of ``GANModule.sample_batches``, so the images are the same bit for bit.
 - **DRS** (``method="drs"``, Azadi et al. ICLR 2019): each generated proposal is kept with a probability that
   grows with the density ratio p_data / p_g that D's calibrated logit estimates.
@@ -38,16 +40,21 @@ CALIBRATION_STEPS = 200  # LBFGS iterations at most; two parameters converge in 
 MAX_PROPOSALS_PER_IMAGE = 100  # DRS stops with an error rather than loop on (a D that rejects everything)
 
 
-def truncated_normal(num_samples: int, latent_dim: int, psi: float, generator: torch.Generator) -> Tensor:
-    """z [num_samples, latent_dim] ~ N(0, I) with every coordinate |z| > psi drawn again from ``generator``.
+def truncated_normal(
+    num_samples: int, latent_dim: int, psi: float, generator: torch.Generator, categorical: int = 0
+) -> Tensor:
+    """z [num_samples, latent_dim] ~ N(0, I) with every coordinate |z| > psi drawn again from ``generator``, except
+    the first ``categorical`` ones (they pick a category through their quantile: truncating them would drop the
+    categories in the tails), which keep their N(0, 1) draw.
 
     With psi = inf this is ``torch.randn(num_samples, latent_dim, generator=generator)`` itself.
     """
     z = torch.randn(num_samples, latent_dim, generator=generator)
-    outside = z.abs() > psi
+    continuous = torch.arange(latent_dim) >= categorical
+    outside = (z.abs() > psi) & continuous
     while outside.any():
         z[outside] = torch.randn(int(outside.sum()), generator=generator)
-        outside = z.abs() > psi
+        outside = (z.abs() > psi) & continuous
     return z
 
 
@@ -236,7 +243,9 @@ class Sampler:
         self.proposed = self.accepted = 0
 
     def latents(self, num_samples: int, generator: torch.Generator) -> Tensor:
-        return truncated_normal(num_samples, self.model.latent_dim, self.truncation, generator)
+        return truncated_normal(
+            num_samples, self.model.latent_dim, self.truncation, generator, self.model.categorical_latents
+        )
 
     def logits(self, images: Tensor) -> Tensor:
         return self.calibration(discriminator_logits(self.model, images))

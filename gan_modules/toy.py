@@ -140,6 +140,7 @@ class ToyGAN(GANModule):
             channels_last=False,
             **kwargs,
         )
+        self.categorical_latents = 1 if latent_components else 0  # z's first coordinate picks the component
 
     def validation_metrics(self) -> PointMetrics:
         # One past the sample grid's seed, as the image models' validation latents.

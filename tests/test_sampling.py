@@ -26,6 +26,7 @@ from gan_modules.sampling import (
     settings_suffix,
     truncated_normal,
 )
+from gan_modules.toy import ToyGAN, component_index
 
 
 class Tanh(nn.Module):
@@ -83,6 +84,19 @@ def test_psi_infinity_is_plain_sampling_bit_for_bit(tiny_vanilla_kwargs):
     plain = torch.cat(list(model.sample_batches(50, 16, 3)))
     assert torch.equal(drawn(Sampler(model), num_samples=50, batch_size=16, seed=3), plain)
     assert not torch.equal(drawn(Sampler(model, truncation=0.5), num_samples=50, batch_size=16, seed=3), plain)
+
+
+def test_truncation_leaves_a_component_picker_alone():
+    """The toy GAN's z[:, 0] picks one of K components by its quantile: truncating it would drop the outer
+    components (psi 1 keeps only the middle 68%); only the continuous coordinates are truncated."""
+    z = truncated_normal(20_000, 3, 1.0, torch.Generator().manual_seed(0), categorical=1)
+    assert z[:, 1:].abs().max() <= 1.0 and z[:, 0].abs().max() > 3.0
+    model = ToyGAN(latent_dim=2, g_hidden_dims=(8,), d_hidden_dims=(8,), latent_components=10, ema_decay=None)
+    assert model.categorical_latents == 1 and ToyGAN(latent_dim=2, g_hidden_dims=(8,)).categorical_latents == 0
+    drawn_z = Sampler(model, truncation=0.5).latents(20_000, torch.Generator().manual_seed(1))
+    assert drawn_z[:, 1].abs().max() <= 0.5
+    counts = torch.bincount(component_index(drawn_z[:, 0], 10), minlength=10)
+    assert counts.min() > 1_700 and counts.max() < 2_300, counts  # every component, each about 2,000 times
 
 
 def test_sampler_settings_that_cannot_work_are_refused():

@@ -165,7 +165,9 @@ class ClassSampler:
     def batches(self, num_samples: int, batch_size: int = 256, seed: int = 0):
         self.labels = self.labels_for(num_samples)
         generator = torch.Generator().manual_seed(seed)
-        z = sampling.truncated_normal(num_samples, self.model.latent_dim, self.truncation, generator)
+        z = sampling.truncated_normal(
+            num_samples, self.model.latent_dim, self.truncation, generator, self.model.categorical_latents
+        )
         for chunk, labels in zip(z.split(batch_size), self.labels.split(batch_size)):
             yield self.model.generate(chunk, labels)
 
