@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from PIL import Image
 
 from datamodules import SyntheticDataModule
 from gan_modules import VanillaGAN
+from gan_modules.commands.common import datamodule_from_run
 from gan_modules.commands.generate import generate_images, main
+from gan_modules.specs import UnsafeClassError
 from gan_modules.visualize import interpolation_latents, slerp
 
 
@@ -93,3 +96,24 @@ def test_slerp_stays_on_the_sphere_between_its_ends():
     assert ((a + b) / 2).norm(dim=1).lt(path[:, 3].norm(dim=1)).all()
     # (Anti)parallel ends fall back to the straight line instead of dividing by zero.
     assert torch.isfinite(slerp(a, 2 * a, torch.linspace(0, 1, 3))).all()
+
+
+@pytest.mark.parametrize("class_path", ["os.system", "subprocess.Popen", "gan_modules.VanillaGAN"])
+def test_a_run_folders_config_can_name_only_a_datamodule(tmp_path, class_path):
+    """DRS/MH (generate.py) and evaluate.py rebuild the dataset from <run>/config.yaml; a run folder from elsewhere
+    must not make them call anything else (here: a shell command that would leave a marker file)."""
+    marker = tmp_path / "ran"
+    args = {"command": f"touch {marker}"} if class_path == "os.system" else {"args": ["touch", str(marker)]}
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": {"class_path": class_path, "init_args": args}}))
+    with pytest.raises(UnsafeClassError, match="not a subclass of .*LightningDataModule: refused"):
+        datamodule_from_run(tmp_path / "checkpoints" / "last.ckpt", None)
+    assert not marker.exists()
+
+
+def test_a_run_folders_datamodule_is_rebuilt_with_the_data_dir_override(tmp_path):
+    config = {"data": {"class_path": "datamodules.SyntheticDataModule", "init_args": {"num_images": 8}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    data = datamodule_from_run(tmp_path / "checkpoints" / "last.ckpt", str(tmp_path / "elsewhere"))
+    assert isinstance(data, SyntheticDataModule) and data.num_images == 8
+    assert data.data_dir == str(tmp_path / "elsewhere")

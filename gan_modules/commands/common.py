@@ -8,10 +8,10 @@ the sampler flags of ``generate`` and ``evaluate``.
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -22,6 +22,7 @@ from gan_modules.base import GANModule
 from gan_modules.checkpoints import load_model
 from gan_modules.core import to_uint8
 from gan_modules.io import resolve_device
+from gan_modules.specs import safe_import_class
 
 
 def load_gan(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> GANModule:
@@ -79,8 +80,8 @@ def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModul
     init_args = dict(data.get("init_args") or {})
     if data_dir is not None:
         init_args["data_dir"] = data_dir
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)(**init_args)
+    # A run folder may come from elsewhere: its config may name only a datamodule, never any other callable.
+    return safe_import_class(str(data["class_path"]), pl.LightningDataModule, str(config_path))(**init_args)
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
