@@ -57,6 +57,27 @@ def test_refuses_to_overwrite(checkpoint, tmp_path, capsys):
     assert (tmp_path / "grid.png").read_bytes() == b"keep"
 
 
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        (["--grid", "{t}/x.png", "--interpolate", "{t}/x.png"], "--grid and --interpolate name the same file"),
+        (["--out_dir", "{t}/out", "--interpolate", "{t}/out/i.png"], "--interpolate {t}/out/i.png is inside --out_dir"),
+        (["--out_dir", "{t}/out", "--grid", "{t}/out/00.png"], "--grid {t}/out/00.png is inside --out_dir"),
+        (["--out_dir", "{t}/a_file"], "is a file, not a folder"),
+    ],
+)
+def test_output_paths_that_would_clash_are_refused_before_anything_is_written(
+    checkpoint, tmp_path, capsys, outputs, message
+):
+    path, _ = checkpoint
+    (tmp_path / "a_file").write_bytes(b"keep")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = [arg.format(t=tmp_path) for arg in outputs]
+    assert main(["--ckpt_path", str(path), "--num_images", "4", *args]) == 1
+    assert message.format(t=tmp_path) in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and (tmp_path / "a_file").read_bytes() == b"keep"
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["--ckpt_path", str(tmp_path / "nope.ckpt"), "--grid", str(tmp_path / "g.png")]) == 1
     assert "does not exist" in capsys.readouterr().err

@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.walk and args.walk_keys < 2:
             raise ValueError(f"--walk_keys must be at least 2, got {args.walk_keys}")
         out_dir = Path(args.out_dir).expanduser() if args.out_dir else None
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--out_dir {out_dir} is a file, not a folder; choose a new --out_dir")
         if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()):
             raise ValueError(f"{out_dir} already has files; choose a new --out_dir so nothing is overwritten")
         files = {
@@ -123,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         for flag, path in files.items():
             if path.exists():
                 raise ValueError(f"{path} already exists; choose a new {flag} path so nothing is overwritten")
+            if out_dir is not None and out_dir.resolve() in path.resolve().parents:
+                raise ValueError(f"{flag} {path} is inside --out_dir {out_dir}; write it elsewhere")
+        same = [flag for flag, path in files.items() if [p.resolve() for p in files.values()].count(path.resolve()) > 1]
+        if same:
+            raise ValueError(f"{' and '.join(same)} name the same file; give each its own path")
         grid_path = files.get("--grid")
         if args.interpolate and (args.pairs < 1 or args.steps < 2):
             raise ValueError(f"--pairs must be >= 1 and --steps >= 2, got {args.pairs} and {args.steps}")
