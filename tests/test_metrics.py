@@ -187,14 +187,24 @@ def test_evaluate_twice_uses_the_reference_cache(tmp_path, capsys, monkeypatch):
     args = ["--ckpt_path", str(ckpt), "--num_samples", "6", "--out", str(out), "--device", "cpu"]
     assert evaluate_main(args) == 0
     first = json.loads(out.read_text())
-    assert evaluate_main(args) == 0
-    second = json.loads(out.read_text())
+    # The same settings again, into the default file beside the checkpoint: the reference features come cached.
+    assert evaluate_main(args[:4] + ["--device", "cpu"]) == 0
+    second = json.loads(ckpt.with_name("last_metrics_n6.json").read_text())
     assert not first["reference"]["cached"] and second["reference"]["cached"]
     assert first["reference"]["split"] == "val" and first["num_fake"] == 6 and first["num_real"] == 6
     for key in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage"):
         assert first[key] == pytest.approx(second[key], abs=1e-9)
     assert first["feature_network_sha256"] == TinyFeatures.checksum and first["generator"] == "generator_ema"
     assert "FID" in capsys.readouterr().out
+    # Another seed gets a file of its own; a named --out is never overwritten; a bad batch size writes nothing.
+    assert evaluate_main([*args[:4], "--seed", "1", "--device", "cpu"]) == 0
+    assert json.loads(ckpt.with_name("last_metrics_n6_seed1.json").read_text())["seed"] == 1
+    assert json.loads(ckpt.with_name("last_metrics_n6.json").read_text()) == second
+    capsys.readouterr()
+    assert evaluate_main(args) == 1 and "already exists" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == first
+    assert evaluate_main([*args[:4], "--out", str(tmp_path / "b.json"), "--batch_size", "0"]) == 1
+    assert "--batch_size must be positive" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
 
 
 def test_evaluate_reports_a_missing_checkpoint(tmp_path, capsys):

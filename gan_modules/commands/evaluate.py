@@ -23,8 +23,10 @@ share goes through Inception.
 sampling) or ``--sampler mh`` (MH-GAN) picks the images with the checkpoint's discriminator, calibrated on the
 reference split's first images (``gan_modules.sampling``: so those real images are both D's calibration set and
 FID's reference; a datamodule without a held-out split is refused). The table and the JSON name the sampler, psi
-and the acceptance rate, and the JSON's file name carries them (``..._metrics_n10000_drs_psi0.7.json``), so no
-two settings write the same file.
+and the acceptance rate, and the JSON's file name carries them and any seed but 0
+(``..._metrics_n10000_drs_psi0.7_seed1.json``), so no two settings write the same file; an evaluation repeated
+with the same settings rewrites its own. A file named with ``--out`` is never overwritten. DRS and MH-GAN draw
+their proposals per batch, so their images depend on ``--batch_size`` as well as the seed.
 
 A class-conditional model (``model.num_classes`` > 0) draws its FID images for the classes of the reference images
 they are compared with (the first ``--num_samples`` of the reference split: the test set's class balance), or every
@@ -139,6 +141,8 @@ def evaluate(
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}")
     if modes_num_samples is not None and modes_num_samples < 0:
         raise ValueError(f"--modes_num_samples must be 0 (skip) or positive, got {modes_num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be positive, got {batch_size}")
     start = time.perf_counter()
     dev = resolve_device(device)
     if (ckpt_path is None) == (pretrained is None):
@@ -333,8 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     suffix = settings_suffix(args.sampler, args.truncation, args.drs_percentile, args.mh_k)
     suffix += "" if args.feature_precision == "32" else f"_{args.feature_precision}"
+    suffix += "" if args.seed == 0 else f"_seed{args.seed}"  # another seed's figures never replace seed 0's
     try:
         out = zoo.metrics_out_path(args.pretrained, args.num_samples, args.out, suffix) if args.pretrained else None
+        if args.ckpt_path and args.out:  # a file the user named: checked now, not after the evaluation
+            out = Path(args.out).expanduser()
+            if out.exists():
+                raise ValueError(f"--out {out} already exists; pass a new file name so nothing is overwritten")
         results = evaluate(
             args.ckpt_path,
             num_samples=args.num_samples,
@@ -353,10 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if out is None:
-        ckpt = Path(args.ckpt_path).expanduser()
-        out = Path(args.out) if args.out else metrics_path(ckpt, results["num_fake"], suffix)
-    atomic_text(out, json.dumps(results, indent=2) + "\n")
     print(format_table(results))
+    if out is None:  # beside the checkpoint, named by every setting that changes the figures
+        out = metrics_path(Path(args.ckpt_path).expanduser(), results["num_fake"], suffix)
+    atomic_text(out, json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
