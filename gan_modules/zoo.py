@@ -126,6 +126,18 @@ def format_modes(stacked: dict[str, Any]) -> str:
     return f"{stacked['modes']:.0f} modes, KL {stacked['kl']:.3f} (N={int(stacked['num_samples']):,})"
 
 
+def listing_row(name: str, card: dict[str, Any]) -> tuple[str, ...]:
+    """One entry's row of ``format_listing``; a card missing a field it needs raises KeyError or TypeError."""
+    metrics = best_metrics(card)
+    fid = "-" if metrics is None else f"{metrics['fid']:.2f} (N={metrics['num_samples']:,})"
+    # KL depends on N as FID does: the modes of the evaluation with the most samples.
+    modes = max(stacked_mnist_results(card), key=lambda m: m["num_samples"], default=None)
+    if modes is not None:
+        fid += f"; {format_modes(modes)}"
+    model, data = (card[key]["class_path"].rpartition(".")[2] for key in ("model", "data"))
+    return (name, model, data, str(card.get("seed", "-")), str(card.get("epochs", "-")), fid)
+
+
 def format_listing(entries: list[Entry], root: Path) -> str:
     """The table ``--pretrained list`` prints: name, model, data, epochs and FID with its N; for a Stacked MNIST model
     also its modes and KL with their N (``12.34 (N=10,000); 1000 modes, KL 0.021 (N=26,000)``)."""
@@ -137,14 +149,10 @@ def format_listing(entries: list[Entry], root: Path) -> str:
         if card is None:
             rows.append((entry.name, f"unreadable: {entry.error}", "", "", "", ""))
             continue
-        metrics = best_metrics(card)
-        fid = "-" if metrics is None else f"{metrics['fid']:.2f} (N={metrics['num_samples']:,})"
-        # KL depends on N as FID does: the modes of the evaluation with the most samples.
-        modes = max(stacked_mnist_results(card), key=lambda m: m["num_samples"], default=None)
-        if modes is not None:
-            fid += f"; {format_modes(modes)}"
-        model, data = (card[key]["class_path"].rpartition(".")[2] for key in ("model", "data"))
-        rows.append((entry.name, model, data, str(card.get("seed", "-")), str(card.get("epochs", "-")), fid))
+        try:
+            rows.append(listing_row(entry.name, card))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:  # one bad card must not hide the others
+            rows.append((entry.name, f"unreadable card: {type(err).__name__} {err}", "", "", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "\n".join([f"zoo: {root} ({len(entries)} {'entry' if len(entries) == 1 else 'entries'})", *lines])

@@ -121,6 +121,16 @@ def test_pretrained_list_prints_each_entry_with_its_fid_and_n(tmp_path, capsys, 
     assert "has no entries yet" in capsys.readouterr().out
 
 
+def test_a_card_missing_a_listed_field_is_listed_as_unreadable_not_a_crash(zoo_root, tmp_path):
+    def without_fid(card):
+        card["metrics"] = [{"num_samples": 10_000}]  # no "fid": an old or hand-edited card
+
+    other = copied_entry(zoo_root, tmp_path, without_fid)
+    listing = zoo.format_listing(zoo.list_entries(other), other)
+    (line,) = [line for line in listing.splitlines() if line.startswith(NAME)]
+    assert "unreadable card: KeyError 'fid'" in line
+
+
 def test_a_stacked_mnist_entry_shows_its_modes_and_kl_in_the_list_and_its_readme(zoo_root, tmp_path):
     def with_modes(card):
         stacked = {"modes": 1000, "kl": 0.02137, "num_samples": 26_000, "classifier_sha256": "23fb8933609e" + "0" * 52}
