@@ -65,8 +65,7 @@ class GANModule(ImageModule):
     conditional: bool = False
     # Generated images are clamped to [-1, 1]; a model of unbounded outputs (2-D points) says False.
     clamp_output: bool = True
-    # How many leading latent coordinates pick a category (through their N(0, 1) quantile) rather than vary
-    # smoothly; truncation leaves them alone (``sampling.truncated_normal``). The toy GAN's components set 1.
+    # Leading latent coordinates that pick a category (toy GAN components): truncation leaves them alone.
     categorical_latents: int = 0
 
     def __init__(

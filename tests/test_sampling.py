@@ -105,6 +105,7 @@ def test_sampler_settings_that_cannot_work_are_refused():
         ({"truncation": 0.0}, "--truncation must be a positive psi"),
         ({"truncation": -1.0}, "--truncation must be a positive psi"),
         ({"truncation": math.nan}, "--truncation must be a positive psi"),
+        ({"truncation": 1e-9}, "--truncation must be a positive psi of at least 0.01"),
         ({"method": "drs", "drs_percentile": 0.0, "held_out": held_out()}, "--drs_percentile"),
         ({"method": "mh", "mh_k": 0, "held_out": held_out()}, "--mh_k"),
         ({"method": "drs"}, "needs held-out real images"),
