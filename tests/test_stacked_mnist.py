@@ -244,8 +244,9 @@ def test_config_trains_and_evaluate_reports_modes_and_kl(tmp_path, monkeypatch, 
     assert "of 1000 digit triples (50 generated)" in table and "KL" in table
     # Without the flag, the protocol's count (shrunk here), however many images FID uses.
     monkeypatch.setattr(evaluate_command, "MODES_NUM_SAMPLES", 40)
-    assert evaluate_command.main(args) == 0
-    assert json.loads(out.read_text())["stacked_mnist"]["num_samples"] == 40
+    second = tmp_path / "m2.json"  # a named --out is never overwritten
+    assert evaluate_command.main([*args[:5], str(second), *args[6:]]) == 0
+    assert json.loads(second.read_text())["stacked_mnist"]["num_samples"] == 40
     assert evaluate_command.main([*args, "--modes_num_samples", "-1"]) == 1
 
 
