@@ -421,7 +421,11 @@ def metrics_out_path(name: str, num_samples: int, out: str | None = None, suffix
 
     Never inside the zoo (entries are written once, by :func:`export_run`) and never over an existing file.
     """
-    path = Path(out).expanduser() if out else Path(f"{name}_metrics_n{num_samples}{suffix}.json")
+    return new_output_file(Path(out).expanduser() if out else Path(f"{name}_metrics_n{num_samples}{suffix}.json"))
+
+
+def new_output_file(path: Path) -> Path:
+    """``path``, refused when it lies inside the zoo or already exists (``evaluate.py``'s ``--out``)."""
     if path.resolve().is_relative_to(zoo_root().resolve()):
         raise ValueError(f"{path} lies inside the zoo ({zoo_root()}), whose entries never change; pass --out elsewhere")
     if path.exists():

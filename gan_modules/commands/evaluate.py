@@ -341,9 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = zoo.metrics_out_path(args.pretrained, args.num_samples, args.out, suffix) if args.pretrained else None
         if args.ckpt_path and args.out:  # a file the user named: checked now, not after the evaluation
-            out = Path(args.out).expanduser()
-            if out.exists():
-                raise ValueError(f"--out {out} already exists; pass a new file name so nothing is overwritten")
+            out = zoo.new_output_file(Path(args.out).expanduser())
         results = evaluate(
             args.ckpt_path,
             num_samples=args.num_samples,

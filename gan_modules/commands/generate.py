@@ -122,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             for flag, value in (("--grid", args.grid), ("--interpolate", args.interpolate), ("--walk", args.walk))
             if value
         }
+        resolved = {flag: path.resolve() for flag, path in files.items()}
         for flag, path in files.items():
             if path.exists():
                 raise ValueError(f"{path} already exists; choose a new {flag} path so nothing is overwritten")
-            if out_dir is not None and out_dir.resolve() in path.resolve().parents:
+            if out_dir is not None and out_dir.resolve() in resolved[flag].parents:
                 raise ValueError(f"{flag} {path} is inside --out_dir {out_dir}; write it elsewhere")
-        same = [flag for flag, path in files.items() if [p.resolve() for p in files.values()].count(path.resolve()) > 1]
+        same = [flag for flag, where in resolved.items() if list(resolved.values()).count(where) > 1]
         if same:
             raise ValueError(f"{' and '.join(same)} name the same file; give each its own path")
         grid_path = files.get("--grid")
