@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks import quality
+from benchmarks import child, quality
 from benchmarks.machine import header, machine
 from benchmarks.tables import write_json, write_markdown
 from datamodules.realfake import SEED_OFFSETS, ZOO_PREFIX
@@ -103,8 +102,7 @@ def train_config(fakes: Path | str, name: str, extra: tuple[str, ...], root: Pat
                "--data.fakes", f"[{fakes}]", "--run_name", name, "--trainer.default_root_dir", str(root),
                "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
     print("$", " ".join(command), flush=True)
-    env = quality.train_env()
-    subprocess.run(command, check=True, cwd=ROOT, env=env)
+    child.run_child(command)
     best = sorted(parent.glob("*/checkpoints/best.ckpt"))[-1]
     atomic_text(marker(best), settings)
     return best

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import child  # noqa: E402
 from benchmarks.machine import header, machine, probe_text  # noqa: E402
 from benchmarks.run_settings import config_differences, expected_settings, settings_differences  # noqa: E402
 from benchmarks.tables import goal_table, write_json, write_markdown  # noqa: E402
@@ -130,11 +129,6 @@ def existing_run(config: str, seed: int, extra: list[str], root: Path) -> Path |
     return finished_run(parent, max_epochs, expected, report=False) if parent.is_dir() else None
 
 
-def train_env() -> dict[str, str]:
-    """The environment of a benchmark's train.py run: W&B offline (unless set) and quiet."""
-    return {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true"}
-
-
 def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     """Trains one (config, seed) with train.py unless a finished run exists; returns the run folder."""
     parent, max_epochs, expected = run_plan(config, seed, extra, root)
@@ -146,8 +140,7 @@ def train(config: str, seed: int, extra: list[str], root: Path) -> Path:
     command += ["--seed_everything", str(seed), "--run_name", parent.name, "--trainer.default_root_dir", str(root)]
     command += ["--trainer.enable_progress_bar", "false", *extra]
     print("$", " ".join(command), flush=True)
-    env = train_env()
-    subprocess.run(command, check=True, cwd=ROOT, env=env)
+    child.run_child(command)
     run = finished_run(parent, max_epochs)  # the run just trained: the newest (not re-checked, it is the config's)
     if run is None:
         raise RuntimeError(f"train.py finished but {parent} holds no run at epoch {max_epochs}")

@@ -90,7 +90,7 @@ def test_quality_reuses_only_a_finished_run(tmp_path, monkeypatch, extra, epochs
     saved_config(run, 42, extra)
     torch.save({"epoch": epochs - 1}, run / "checkpoints" / "last.ckpt")
     launched = []
-    monkeypatch.setattr(quality.subprocess, "run", lambda *a, **k: launched.append(a))
+    monkeypatch.setattr(quality.child.subprocess, "run", lambda *a, **k: launched.append(a))
     assert quality.train("dcgan_mnist.yaml", 42, extra, tmp_path) == run
     assert not launched
     torch.save({"epoch": epochs - 2}, run / "checkpoints" / "last.ckpt")  # an interrupted run: trained again
@@ -122,7 +122,7 @@ def test_quality_does_not_reuse_a_run_of_other_settings(tmp_path, monkeypatch, c
     run = parent / "20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"epoch": 47}, run / "checkpoints" / "last.ckpt")
-    monkeypatch.setattr(quality.subprocess, "run", launch)
+    monkeypatch.setattr(quality.child.subprocess, "run", launch)
     for seed, extra, changes in [
         (42, [], {"g_channels": 16}),  # the config's width changed since
         (42, [], {"tricks": []}),  # a trick removed
@@ -157,7 +157,7 @@ def test_quality_reuse_follows_the_ablations_list_overrides(tmp_path, monkeypatc
     run = tmp_path / "dcgan_mnist-s42" / "20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"epoch": 0}, run / "checkpoints" / "last.ckpt")
-    monkeypatch.setattr(quality.subprocess, "run", launch)
+    monkeypatch.setattr(quality.child.subprocess, "run", launch)
     common = ["--trainer.max_epochs", "1", "--checkpoint.every_n_epochs", "1000000"]
     cases = [  # (the run's saved tricks, the row's overrides, reused)
         ([], ["--model.tricks", "[]"], True),
@@ -277,9 +277,41 @@ def test_quality_takes_the_run_it_just_trained_without_rechecking(tmp_path, monk
         saved_config(run, 42, [], g_channels=16)  # as if the check misread an override
         torch.save({"epoch": 47}, run / "checkpoints" / "last.ckpt")
 
-    monkeypatch.setattr(quality.subprocess, "run", train_py)
+    monkeypatch.setattr(quality.child.subprocess, "run", train_py)
     run = quality.train("dcgan_mnist.yaml", 42, [], tmp_path)
     assert run == tmp_path / "dcgan_mnist-s42" / "20260101-000000"
+
+
+def test_a_terminated_benchmark_stops_its_training_child(tmp_path):
+    """``kill <benchmark>`` used to end the benchmark alone: its train.py went on training, unseen, beside the
+    next job. The child here records its pid and sleeps; after SIGTERM to the parent, both are gone."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = f"from benchmarks import child; child.run_child([{sys.executable!r}, '-c', {child!r}])"
+    bench = subprocess.Popen([sys.executable, "-c", parent], cwd=quality.ROOT)
+    child_pid = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.is_file() and pid_file.read_text()) and bench.poll() is None:
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.1)
+        child_pid = int(pid_file.read_text())
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=30) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):  # killed and reaped by the benchmark, not left running
+            os.kill(child_pid, 0)
+    finally:
+        bench.kill()
+        if child_pid is not None:  # a failing run leaves no sleeper behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child_pid, signal.SIGKILL)
 
 
 def stacked_row(row, seed, modes, kl, train_s=3000.0):

@@ -63,7 +63,6 @@ def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_text_is_
     config = tmp_path / "configs" / "det.yaml"
     config.write_text("model: {resize_prob: 0.5}\n")
     monkeypatch.setattr(detect_matrix, "ROOT", tmp_path)
-    monkeypatch.setattr(detect_matrix.quality, "train_env", lambda: {})
     runs = []
 
     def fake_train(command, check, cwd, env):  # what train.py leaves: a run folder with best.ckpt
@@ -72,7 +71,7 @@ def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_text_is_
         best.write_bytes(b"ckpt")
         runs.append(command)
 
-    monkeypatch.setattr(detect_matrix.subprocess, "run", fake_train)
+    monkeypatch.setattr(detect_matrix.child.subprocess, "run", fake_train)
     first = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
     assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
     assert len(runs) == 1  # the same settings and config text: reused
