@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from benchmarks import child, quality
 from benchmarks.machine import header, machine
@@ -86,12 +87,14 @@ def fake_source(name: str, quick: bool) -> str:
 def train_config(fakes: Path | str, name: str, extra: tuple[str, ...], root: Path,
                  config: str = "detect_mnist.yaml") -> Path:  # fmt: skip
     """Trains ``configs/<config>`` on ``fakes`` with train.py as run ``root/name`` (reused when a run of the same
-    settings and the same config text is done: ``fakes.txt`` beside it records them); returns its best.ckpt.
+    arguments and the same parsed config is done: ``fakes.txt`` beside it records them); returns its best.ckpt.
     ``extra``: more train.py arguments (``--trainer.max_epochs 10``)."""
     parent = root / name
     marker = lambda ckpt: ckpt.parent.parent / "fakes.txt"  # noqa: E731
-    # The config's text is part of the settings: a run of the same file name made before an edit is not reused.
-    digest = hashlib.sha256((ROOT / "configs" / config).read_bytes()).hexdigest()[:12]
+    # The config's settings are part of the marker: a run of the same file name made before an edit is not reused
+    # (parsed, so that an edit to a comment or the layout does not cost a 20-minute detector).
+    parsed = yaml.safe_load((ROOT / "configs" / config).read_text())
+    digest = hashlib.sha256(json.dumps(parsed, sort_keys=True, default=str).encode()).hexdigest()[:12]
     settings = " ".join([str(fakes), *extra, config, digest])
     done = [c for c in sorted(parent.glob("*/checkpoints/best.ckpt")) if marker(c).is_file()
             and marker(c).read_text() == settings]  # fmt: skip

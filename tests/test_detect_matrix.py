@@ -56,7 +56,7 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
     assert again["rows"]["detect_mnist_web.yaml|vanilla"] == json.loads(json.dumps(row))
 
 
-def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_text_is_unchanged(tmp_path, monkeypatch):
+def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_settings_are_unchanged(tmp_path, monkeypatch):
     from benchmarks import detect_matrix
 
     (tmp_path / "configs").mkdir()
@@ -75,6 +75,9 @@ def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_text_is_
     first = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
     assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
     assert len(runs) == 1  # the same settings and config text: reused
+    config.write_text("# a comment\nmodel:\n  resize_prob: 0.5  # the same setting, laid out anew\n")
+    assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
+    assert len(runs) == 1  # comments and layout are not settings: still reused
     config.write_text("model: {resize_prob: 0.7}\n")  # the file edited under the same name: trained again
     second = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
     assert len(runs) == 2 and second != first and first.is_file()
