@@ -74,7 +74,7 @@ def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_settings
     monkeypatch.setattr(detect_matrix.child.subprocess, "run", fake_train)
     first = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
     assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
-    assert len(runs) == 1  # the same settings and config text: reused
+    assert len(runs) == 1  # the same arguments and parsed config: reused
     config.write_text("# a comment\nmodel:\n  resize_prob: 0.5  # the same setting, laid out anew\n")
     assert detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml") == first
     assert len(runs) == 1  # comments and layout are not settings: still reused
