@@ -10,8 +10,8 @@ cached, so every psi after the first only generates and embeds its fakes. Fideli
 diversity (recall) fall as psi shrinks; FID says where the trade is best. ``--samplers drs mh`` (the default with
 a checkpoint, which holds D; zoo entries are generators only) adds one row per D-driven sampler without truncation:
 Discriminator Rejection Sampling and MH-GAN as ``evaluate.py --sampler`` runs them, D calibrated on held-out images,
-with the acceptance rate. Writes ``truncation.json``, ``truncation.md`` and ``truncation.png`` to
-``benchmarks/results/`` (or ``--out``).
+with the acceptance rate. ``--samplers jbt`` adds Jacobian-based truncation (no D: zoo entries take it too).
+Writes ``truncation.json``, ``truncation.md`` and ``truncation.png`` to ``benchmarks/results/`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from gan_modules.sampling import DRS_PERCENTILE, MH_K, describe_text, psi_text, 
 RESULTS = Path(__file__).resolve().parent / "results"
 PSIS = (0.5, 0.7, 1.0, 1.5, math.inf)
 D_SAMPLERS = ("drs", "mh")  # need D: a checkpoint, not a zoo entry
+OTHER_SAMPLERS = (*D_SAMPLERS, "jbt")
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 
@@ -73,8 +74,8 @@ def run(
     command: str,
     samplers: tuple[str, ...] = (),
 ) -> dict:
-    """One row per psi (plain sampling), then one per D-driven sampler without truncation; the files are written
-    after every row. A D-driven sampler the model refuses (a class-conditional or PacGAN D, too few acceptances)
+    """One row per psi (plain sampling), then one per other sampler without truncation; the files are written
+    after every row. A sampler the model refuses (a class-conditional or PacGAN D, too few acceptances)
     is listed as refused, with the reason, and the other rows stand."""
     for sampler in samplers:  # before any row: a zoo entry has no D, an unknown name is a typo
         check_sampler(sampler, math.inf, DRS_PERCENTILE, MH_K, pretrained)
@@ -136,9 +137,9 @@ def write(results: dict, out: Path, command: str) -> None:
     write_json(out / "truncation.json", results)
     n, split = results["num_samples"], results["reference"]["split"]
     lines = header(f"FID, precision and recall against truncation psi at N = {n:,}", results["machine"], command)
-    d_driven = [row for row in results["rows"] if row["sampler"]["name"] != "plain"]
-    names = " and ".join(row["sampler"]["name"] for row in d_driven)
-    samplers = f"plain sampling at every psi, {names} without truncation" if d_driven else "plain (no DRS or MH-GAN)"
+    others = [row for row in results["rows"] if row["sampler"]["name"] != "plain"]
+    names = " and ".join(row["sampler"]["name"] for row in others)
+    samplers = f"plain sampling at every psi, {names} without truncation" if others else "plain (no other sampler)"
     lines += [
         f"Model: `{results['model']}`. Samplers: {samplers}; truncation draws every latent coordinate with "
         f"|z| > psi again (psi = inf: no truncation). Each row: {n:,} fixed-seed samples against the first "
@@ -156,9 +157,9 @@ def write(results: dict, out: Path, command: str) -> None:
             f"| {row['recall']:.4f} | {row['density']:.4f} | {row['coverage']:.4f} "
             f"| {'-' if rate is None else f'{rate:.1%}'} | {row['eval_s']:.0f} s |"
         )
-    if d_driven:
-        lines += ["", "D-driven samplers, as run (DRS: kept proposals; MH-GAN: accepted moves):"]
-        lines += [f"- {describe_text(row['sampler'])}" for row in d_driven]
+    if others:
+        lines += ["", "Other samplers, as run (DRS, JBT: kept proposals; MH-GAN: accepted moves):"]
+        lines += [f"- {describe_text(row['sampler'])}" for row in others]
     if results.get("refused"):
         lines += ["", "Refused for this model:"]
         lines += [f"- {r['sampler']}: {r['reason']}" for r in results["refused"]]
@@ -188,7 +189,7 @@ def plot(results: dict, path: Path) -> None:
     right = ax.twinx()
     right.plot(x, [row["precision"] for row in rows], marker="s", linestyle="--", color="C1", label="precision")
     right.plot(x, [row["recall"] for row in rows], marker="^", linestyle="--", color="C2", label="recall")
-    for i, row in enumerate(others):  # D-driven samplers: FID as a labelled point at psi = inf
+    for i, row in enumerate(others):  # the other samplers: FID as a labelled point at psi = inf
         ax.plot([inf_at], [row["fid"]], marker="*", markersize=10, linestyle="none", color=f"C{3 + i}",
                 label=f"FID, {row['sampler']['name']}")  # fmt: skip
     right.set_ylabel("precision, recall")
@@ -209,8 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--pretrained", metavar="NAME", help="an entry of the model zoo")
     parser.add_argument("--psi", type=float, nargs="+", default=list(PSIS), help="truncation values (inf: none)")
     parser.add_argument(
-        "--samplers", nargs="*", choices=D_SAMPLERS, default=None,
-        help="D-driven samplers to add as rows (default with --ckpt_path: drs mh; zoo entries have no D: none)",
+        "--samplers", nargs="*", choices=OTHER_SAMPLERS, default=None,
+        help="samplers to add as rows (default with --ckpt_path: drs mh; zoo entries have no D: none; jbt needs no D)",
     )  # fmt: skip
     parser.add_argument("--num_samples", type=int, default=DEFAULT_NUM_SAMPLES, help="generated (and real) images")
     parser.add_argument("--data_dir", default=None, help="dataset folder (default: the run's or the card's)")

@@ -1,4 +1,4 @@
-"""How ``generate.py`` and ``evaluate.py`` draw images from an unconditional GAN: plain, DRS or MH-GAN, truncated.
+"""How ``generate.py`` and ``evaluate.py`` draw images from an unconditional GAN: plain, DRS, MH-GAN or JBT, truncated.
 
 - **Truncation** (``truncation=psi``): every latent coordinate with |z| > psi is drawn again from the same seeded
   stream until none is (BigGAN's truncation trick, Brock et al. 2019): fidelity up, diversity down as psi falls.
@@ -9,6 +9,11 @@
   grows with the density ratio p_data / p_g that D's calibrated logit estimates.
 - **MH-GAN** (``method="mh"``, Turner et al. ICML 2019): each output image is the last state of an independence
   Metropolis-Hastings chain over ``mh_k`` generated proposals, accepted with the same calibrated D.
+- **JBT** (``method="jbt"``, Jacobian-based truncation, Tanielian et al. ICML 2020): a proposal is kept when the
+  Frobenius norm of G's Jacobian at its latent is among the ``jbt_keep`` smallest. A continuous G fed a connected
+  latent has to cross the empty space between disconnected modes somewhere, and it crosses it fast: the latents it
+  sends there are the ones where G stretches most. Needs no discriminator and no real image (a zoo entry works);
+  the threshold is the ``jbt_keep`` quantile of the norms of ``calibration_images`` latents drawn first.
 
 Both discriminator-driven samplers first calibrate D (:func:`calibrate`) on real images it never trained on: the
 ``held_out`` split the caller passes, which the commands take from the datamodule's ``reference_split()`` (its
@@ -31,12 +36,15 @@ from torch.utils.data import Dataset
 
 from gan_modules.base import GANModule
 
-SAMPLERS = ("plain", "drs", "mh")
+SAMPLERS = ("plain", "drs", "mh", "jbt")
+NEEDS_DISCRIMINATOR = ("drs", "mh")
 DRS_PERCENTILE = 0.95  # Azadi et al. 2019: gamma puts the 95th percentile of F at zero
 DRS_EPSILON = 1e-6  # Azadi et al. 2019: keeps log(1 - e^(D - D_M - eps)) finite at the maximum
 MH_K = 20  # proposals per output image, each a G and a D pass: longer chains select more sharply, at that cost
 CALIBRATION_IMAGES = 2_500  # of each kind: plenty for two parameters, and LBFGS fits them in well under a second
 CALIBRATION_STEPS = 200  # LBFGS iterations at most; two parameters converge in far fewer
+JBT_KEEP = 0.9  # the share of latents JBT keeps: the 10% where G stretches most are dropped
+JBT_PROBES = 8  # latent directions per image for Hutchinson's estimate when z has more continuous coordinates
 MAX_PROPOSALS_PER_IMAGE = 100  # DRS stops with an error rather than loop on (a D that rejects everything)
 
 
@@ -56,6 +64,31 @@ def truncated_normal(
         z[outside] = torch.randn(int(outside.sum()), generator=generator)
         outside = (z.abs() > psi) & continuous
     return z
+
+
+def images_and_jacobian_norms(
+    model: GANModule, z: Tensor, generator: torch.Generator, probes: int = JBT_PROBES
+) -> tuple[Tensor, Tensor]:
+    """(``model.generate(z)``, ||dG(z)/dz||_F^2 per latent [N], float64 on the CPU), the norm over z's continuous
+    coordinates (the first ``model.categorical_latents`` pick a category: G is flat in them almost everywhere).
+
+    Forward-mode products J v, one per direction: exact, with one unit vector per coordinate, when z has at most
+    ``probes`` continuous coordinates; else Hutchinson's estimate, the mean of ||J v||^2 over ``probes`` random
+    +-1 directions v (drawn from ``generator``), whose expectation is ||J||_F^2.
+    """
+    categorical = model.categorical_latents
+    continuous = z.shape[1] - categorical
+    if continuous <= probes:
+        directions = torch.eye(z.shape[1])[categorical:, None, :].expand(continuous, len(z), z.shape[1])
+    else:
+        signs = torch.randint(0, 2, (probes, len(z), continuous), generator=generator).to(z.dtype) * 2 - 1
+        directions = F.pad(signs, (categorical, 0))
+    with torch.inference_mode(False):  # the commands sample under inference mode; dual tensors need normal ones
+        z, norms = z.clone(), torch.zeros(len(z), dtype=torch.float64)
+        for v in directions:
+            images, jv = torch.func.jvp(model.generate, (z,), (v.to(z.dtype).clone(),))
+            norms += jv.detach().flatten(1).double().pow(2).sum(1).cpu()
+    return images.detach(), norms / (1 if continuous <= probes else probes)
 
 
 @torch.no_grad()
@@ -147,7 +180,9 @@ def check_held_out(split: str) -> None:
 MIN_PSI = 0.01  # truncated_normal redraws: at psi 0.01 a draw lands inside with probability 0.008
 
 
-def check_settings(method: str, truncation: float, drs_percentile: float, mh_k: int) -> None:
+def check_settings(
+    method: str, truncation: float, drs_percentile: float, mh_k: int, jbt_keep: float = JBT_KEEP
+) -> None:
     """The sampler's settings, refused with the flag to change when they cannot work."""
     if method not in SAMPLERS:
         raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {method!r}")
@@ -160,6 +195,10 @@ def check_settings(method: str, truncation: float, drs_percentile: float, mh_k: 
         raise ValueError(f"--drs_percentile must be in (0, 1], got {drs_percentile}")
     if mh_k < 1:
         raise ValueError(f"--mh_k must be at least 1 proposal per image, got {mh_k}")
+    if not 1 / MAX_PROPOSALS_PER_IMAGE <= jbt_keep <= 1:
+        raise ValueError(
+            f"--jbt_keep must be a share of latents in [{1 / MAX_PROPOSALS_PER_IMAGE}, 1] (1 keeps all), got {jbt_keep}"
+        )
 
 
 def psi_text(psi: float) -> str:
@@ -167,14 +206,18 @@ def psi_text(psi: float) -> str:
     return "inf" if math.isinf(psi) else repr(float(psi))
 
 
-def settings_suffix(method: str, truncation: float, drs_percentile: float = DRS_PERCENTILE, mh_k: int = MH_K) -> str:
+def settings_suffix(
+    method: str, truncation: float, drs_percentile: float = DRS_PERCENTILE, mh_k: int = MH_K, jbt_keep: float = JBT_KEEP
+) -> str:
     """A file-name part naming the settings: "" for plain untruncated sampling, else e.g. ``_drs_psi0.7``,
-    ``_drs-p0.9`` (a percentile other than the default), ``_mh-k50``."""
+    ``_drs-p0.9`` (a percentile other than the default), ``_mh-k50``, ``_jbt-keep0.8``."""
     suffix = ""
     if method == "drs":
         suffix = "_drs" + ("" if drs_percentile == DRS_PERCENTILE else f"-p{drs_percentile!r}")
     elif method == "mh":
         suffix = "_mh" + ("" if mh_k == MH_K else f"-k{mh_k}")
+    elif method == "jbt":
+        suffix = "_jbt" + ("" if jbt_keep == JBT_KEEP else f"-keep{jbt_keep!r}")
     return suffix + ("" if math.isinf(truncation) else f"_psi{psi_text(truncation)}")
 
 
@@ -207,8 +250,9 @@ def mh_chain(start: Tensor, proposals: Tensor, uniforms: Tensor) -> tuple[Tensor
 class Sampler:
     """Draws images from an unconditional GAN: ``batches(num_samples, batch_size, seed)`` like ``sample_batches``.
 
-    ``method``: "plain" (the latents, truncated at ``truncation``), "drs" or "mh" (those latents' images as
-    proposals, kept as the module docstring says; ``held_out`` = (split name, real images D never trained on)).
+    ``method``: "plain" (the latents, truncated at ``truncation``), "drs", "mh" or "jbt" (those latents' images as
+    proposals, kept as the module docstring says; DRS and MH-GAN need ``held_out`` = (split name, real images D
+    never trained on)).
     After ``batches`` has run, ``proposed`` and ``accepted`` count its proposals and ``describe()`` reports them.
 
     DRS: D~_M starts at the largest calibrated logit of the calibration's generated images (the burn-in) and rises
@@ -221,7 +265,7 @@ class Sampler:
     made every percentile the same exact rejection sampler: ``benchmarks/results/sampling_mixtures.md``.)
     MH-GAN: each chain starts at a held-out real image, as the paper does to skip burn-in; a chain that accepts
     none of its ``mh_k`` proposals starts again from a generated image and runs ``mh_k`` more, so no real image is
-    ever output.
+    ever output. JBT: the threshold is fixed before the first proposal, from the calibration's latents.
     """
 
     def __init__(
@@ -233,19 +277,23 @@ class Sampler:
         drs_percentile: float = DRS_PERCENTILE,
         mh_k: int = MH_K,
         calibration_images: int = CALIBRATION_IMAGES,
+        jbt_keep: float = JBT_KEEP,
     ) -> None:
-        check_settings(method, truncation, drs_percentile, mh_k)
+        check_settings(method, truncation, drs_percentile, mh_k, jbt_keep)
         if getattr(model, "conditional", False):
             raise ValueError(f"{type(model).__name__} translates images and has no latent space to sample")
-        if method != "plain":
+        if method == "jbt" and model.latent_dim <= model.categorical_latents:
+            raise ValueError(f"--sampler jbt needs continuous latent coordinates; {type(model).__name__} has none")
+        if method in NEEDS_DISCRIMINATOR:
             if held_out is None:
                 raise ValueError(f"--sampler {method} needs held-out real images to calibrate D")
             check_held_out(held_out[0])
         self.model, self.method, self.truncation = model, method, truncation
-        self.held_out, self.drs_percentile, self.mh_k = held_out, drs_percentile, mh_k
+        self.held_out, self.drs_percentile, self.mh_k, self.jbt_keep = held_out, drs_percentile, mh_k, jbt_keep
         self.calibration_images = calibration_images
         self.calibration: Calibration | None = None
         self.gamma: float | None = None
+        self.jbt_threshold: float | None = None
         self.proposed = self.accepted = 0
 
     def latents(self, num_samples: int, generator: torch.Generator) -> Tensor:
@@ -264,6 +312,9 @@ class Sampler:
             for z in self.latents(num_samples, generator).split(batch_size):
                 yield self.model.generate(z)
             return
+        if self.method == "jbt":
+            yield from self._jbt(num_samples, batch_size, generator)
+            return
         self.calibration = calibrate(
             self.model, self.held_out, self.calibration_images, batch_size, lambda n: self.latents(n, generator)
         )
@@ -278,20 +329,45 @@ class Sampler:
         d_max = burn_in.max()
         informative = bool(burn_in.max() > burn_in.min())
         self.gamma = float(torch.quantile(drs_f(burn_in, d_max), self.drs_percentile)) if informative else 0.0
-        pending, done = None, 0
-        while done < num_samples:
-            if self.proposed >= MAX_PROPOSALS_PER_IMAGE * num_samples:
-                raise ValueError(
-                    f"DRS kept {self.accepted:,} of {self.proposed:,} proposals ({self.acceptance_rate:.2%}); "
-                    "a lower --drs_percentile keeps more (or use --sampler mh)"
-                )
+
+        def propose() -> tuple[Tensor, Tensor]:
+            nonlocal d_max
             images = self.model.generate(self.latents(batch_size, generator))
             logits = self.logits(images)
             running_max = torch.cummax(logits, 0).values.clamp(min=d_max)  # D~_M rises as larger logits appear
             d_max = running_max[-1]
             accept = torch.sigmoid(drs_f(logits, running_max) - self.gamma)
-            keep = torch.rand(len(logits), generator=generator, dtype=torch.float64) < accept
-            self.proposed += len(logits)
+            return images, torch.rand(len(logits), generator=generator, dtype=torch.float64) < accept
+
+        yield from self._kept(
+            num_samples, batch_size, propose, "a lower --drs_percentile keeps more (or use --sampler mh)"
+        )
+
+    def _jbt(self, num_samples: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+        norms = [images_and_jacobian_norms(self.model, z, generator)[1]
+                 for z in self.latents(self.calibration_images, generator).split(batch_size)]  # fmt: skip
+        self.jbt_threshold = float(torch.quantile(torch.cat(norms), self.jbt_keep))
+
+        def propose() -> tuple[Tensor, Tensor]:
+            images, norms = images_and_jacobian_norms(self.model, self.latents(batch_size, generator), generator)
+            return images, norms <= self.jbt_threshold
+
+        yield from self._kept(num_samples, batch_size, propose, "a higher --jbt_keep keeps more")
+
+    def _kept(
+        self, num_samples: int, batch_size: int, propose: Callable[[], tuple[Tensor, Tensor]], advice: str
+    ) -> Iterator[Tensor]:
+        """Batches of ``batch_size`` kept images from ``propose()`` = (proposals, which to keep), ``num_samples`` in
+        all; refuses to go on after ``MAX_PROPOSALS_PER_IMAGE`` proposals per image."""
+        pending, done = None, 0
+        while done < num_samples:
+            if self.proposed >= MAX_PROPOSALS_PER_IMAGE * num_samples:
+                raise ValueError(
+                    f"{self.method.upper()} kept {self.accepted:,} of {self.proposed:,} proposals "
+                    f"({self.acceptance_rate:.2%}); {advice}"
+                )
+            images, keep = propose()
+            self.proposed += len(keep)
             self.accepted += int(keep.sum())
             kept = images[keep.to(images.device)]
             pending = kept if pending is None else torch.cat([pending, kept])
@@ -324,7 +400,7 @@ class Sampler:
 
     @property
     def acceptance_rate(self) -> float | None:
-        """Accepted / proposed (DRS: kept proposals; MH-GAN: accepted moves); None for plain sampling."""
+        """Accepted / proposed (DRS, JBT: kept proposals; MH-GAN: accepted moves); None for plain sampling."""
         return self.accepted / self.proposed if self.proposed else None
 
     def describe(self) -> dict:
@@ -335,6 +411,9 @@ class Sampler:
         out |= {"proposed": self.proposed, "accepted": self.accepted, "acceptance_rate": self.acceptance_rate}
         if self.method == "drs":
             out |= {"drs_percentile": self.drs_percentile, "drs_gamma": self.gamma}
+        elif self.method == "jbt":
+            out |= {"jbt_keep": self.jbt_keep, "jbt_threshold": self.jbt_threshold,
+                    "calibration_latents": self.calibration_images}  # fmt: skip
         else:
             out["mh_k"] = self.mh_k
         if (cal := self.calibration) is not None:

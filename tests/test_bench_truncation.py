@@ -21,7 +21,7 @@ def test_truncation_table_names_the_sampler_and_every_psi(tmp_path):
                "reference": {"split": "val"}, "sampler": "plain", "rows": rows, "seconds": 90.0}  # fmt: skip
     bench_truncation.write(results, tmp_path, "cmd")
     text = (tmp_path / "truncation.md").read_text()
-    assert "Samplers: plain (no DRS or MH-GAN)" in text and "`runs/x/checkpoints/last.ckpt`" in text
+    assert "Samplers: plain (no other sampler)" in text and "`runs/x/checkpoints/last.ckpt`" in text
     assert "| plain | 0.5 | 9.000 | 1.000 | 0.7000 | 0.6000 | 0.9000 | 0.8000 | - | 30 s |" in text
     assert "| plain | inf | 3.500 |" in text
     assert json.loads((tmp_path / "truncation.json").read_text())["rows"][2]["psi"] is None
@@ -46,6 +46,26 @@ def test_truncation_benchmark_refuses_d_driven_samplers_for_a_zoo_entry(tmp_path
             device="cpu", out=tmp_path, command="cmd", samplers=("drs",),
         )  # fmt: skip
     assert not list(tmp_path.iterdir())  # nothing evaluated, nothing written
+
+
+def test_truncation_benchmark_takes_jbt_for_a_zoo_entry(tmp_path, monkeypatch):
+    """JBT needs no D, so a zoo entry (a generator alone) gets its row."""
+    from benchmarks import bench_truncation
+
+    def evaluate(ckpt_path, *, pretrained, truncation, sampler, **kwargs):
+        described = {"name": sampler, "truncation": None, **({"proposed": 10, "accepted": 9, "acceptance_rate": 0.9}
+                                                             if sampler == "jbt" else {})}  # fmt: skip
+        return {**fake_metrics(4.0 if sampler == "plain" else 3.5), "sampler": described,
+                "reference": {"split": "val"}, "seconds": {"total": 5.0}}  # fmt: skip
+
+    monkeypatch.setattr(bench_truncation, "evaluate", evaluate)
+    results = bench_truncation.run(
+        ckpt_path=None, pretrained="vanilla_mnist-seed42", psis=(float("inf"),), num_samples=100, data_dir=None,
+        device="cpu", out=tmp_path, command="cmd", samplers=("jbt",),
+    )  # fmt: skip
+    assert [row["sampler"]["name"] for row in results["rows"]] == ["plain", "jbt"]
+    text = (tmp_path / "truncation.md").read_text()
+    assert "| jbt | inf | 3.500 |" in text and "90.0%" in text and "Samplers: plain sampling at every psi, jbt" in text
 
 
 def test_truncation_benchmark_stores_each_row_reuses_it_and_lists_a_refused_sampler(tmp_path, monkeypatch):

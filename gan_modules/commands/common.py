@@ -85,13 +85,14 @@ def datamodule_from_run(ckpt_path: Path, data_dir: str | None) -> ImageDataModul
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--sampler``, ``--truncation``, ``--drs_percentile`` and ``--mh_k`` (``gan_modules.sampling``)."""
+    """``--sampler``, ``--truncation``, ``--drs_percentile``, ``--mh_k``, ``--jbt_keep`` (``gan_modules.sampling``)."""
     parser.add_argument(
         "--sampler",
         choices=sampling.SAMPLERS,
         default="plain",
         help="plain; drs (discriminator rejection sampling, Azadi et al. 2019) or mh (MH-GAN, Turner et al. 2019), "
-        "both with D calibrated on the held-out split: they need a checkpoint, not a zoo entry",
+        "both with D calibrated on the held-out split: they need a checkpoint, not a zoo entry; jbt (Jacobian-based "
+        "truncation, Tanielian et al. 2020: drops the latents where G stretches most; needs no D)",
     )
     parser.add_argument(
         "--truncation",
@@ -107,13 +108,26 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
         help="DRS: gamma puts this quantile of F over the burn-in at zero (the paper's 0.95); lower keeps more",
     )
     parser.add_argument("--mh_k", type=int, default=sampling.MH_K, help="MH-GAN: proposals per output image")
+    parser.add_argument(
+        "--jbt_keep",
+        type=float,
+        default=sampling.JBT_KEEP,
+        help="JBT: the share of latents kept, those with the smallest Jacobian norms of G",
+    )
 
 
-def check_sampler(method: str, truncation: float, drs_percentile: float, mh_k: int, pretrained: str | None) -> None:
-    """Refuses sampler settings that cannot work before anything is loaded: a bad psi, percentile or K, or a
+def check_sampler(
+    method: str,
+    truncation: float,
+    drs_percentile: float,
+    mh_k: int,
+    pretrained: str | None,
+    jbt_keep: float = sampling.JBT_KEEP,
+) -> None:
+    """Refuses sampler settings that cannot work before anything is loaded: a bad psi, percentile, K or share, or a
     D-driven sampler for a zoo entry (only its generator is stored; its discriminator is untrained)."""
-    sampling.check_settings(method, truncation, drs_percentile, mh_k)
-    if pretrained is not None and method != "plain":
+    sampling.check_settings(method, truncation, drs_percentile, mh_k, jbt_keep)
+    if pretrained is not None and method in sampling.NEEDS_DISCRIMINATOR:
         raise ValueError(
             f"--sampler {method} needs the trained discriminator, and a zoo entry keeps only its generator; "
             "pass --ckpt_path with the run's checkpoint"
@@ -181,10 +195,15 @@ def image_sampler(model: GANModule, method: str, truncation: float, classes: lis
     None) a ``ClassSampler``, which draws plain or truncated images only."""
     if classes is None:
         return sampling.Sampler(model, method, truncation, **kwargs)
-    if method != "plain":
+    if method in sampling.NEEDS_DISCRIMINATOR:
         raise ValueError(
             f"--sampler {method} calibrates D's score of images alone, and this class-conditional "
             f"{type(model).__name__}'s D judges (image, class) pairs; use --sampler plain (--truncation works)"
+        )
+    if method != "plain":
+        raise ValueError(
+            f"--sampler {method} draws unconditional images; for this class-conditional {type(model).__name__} use "
+            "--sampler plain (--truncation works)"
         )
     return ClassSampler(model, classes, truncation)
 

@@ -61,7 +61,7 @@ from gan_modules.metrics import GANMetrics, extract_features
 from gan_modules.metrics.digits import NUM_SAMPLES as MODES_NUM_SAMPLES
 from gan_modules.metrics.digits import WEIGHTS_SHA256, StackedMNISTModes, classify_digits, load_digit_classifier
 from gan_modules.metrics.reference import reference_features
-from gan_modules.sampling import DRS_PERCENTILE, MH_K, Sampler, describe_text, settings_suffix
+from gan_modules.sampling import DRS_PERCENTILE, JBT_KEEP, MH_K, Sampler, describe_text, settings_suffix
 
 DEFAULT_NUM_SAMPLES = 10_000  # the usual FID sample count (Heusel et al. 2017 recommend at least 10k)
 DEFAULT_BATCH_SIZE = 100  # images per generator and Inception batch
@@ -130,12 +130,14 @@ def evaluate(
     truncation: float = float("inf"),
     drs_percentile: float = DRS_PERCENTILE,
     mh_k: int = MH_K,
+    jbt_keep: float = JBT_KEEP,
 ) -> dict:
     """Runs the evaluation and returns the results dict that ``main`` prints and saves.
 
     ``pretrained`` names a zoo entry to evaluate instead of ``ckpt_path`` (pass None for the other).
     ``modes_num_samples``: Stacked MNIST models only; None is the protocol's 26,000, 0 skips modes and KL.
-    ``sampler``, ``truncation``, ``drs_percentile``, ``mh_k``: how the images are drawn (``gan_modules.sampling``).
+    ``sampler``, ``truncation``, ``drs_percentile``, ``mh_k``, ``jbt_keep``: how the images are drawn
+    (``gan_modules.sampling``).
     """
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}")
@@ -147,7 +149,7 @@ def evaluate(
     dev = resolve_device(device)
     if (ckpt_path is None) == (pretrained is None):
         raise ValueError("pass exactly one of --ckpt_path (a checkpoint) and --pretrained (a zoo entry)")
-    check_sampler(sampler, truncation, drs_percentile, mh_k, pretrained)
+    check_sampler(sampler, truncation, drs_percentile, mh_k, pretrained, jbt_keep)
     if pretrained is not None:
         model = zoo.load_entry(pretrained, root=zoo_root, map_location=dev)
         datamodule = zoo.entry_datamodule(pretrained, data_dir, root=zoo_root)
@@ -169,8 +171,9 @@ def evaluate(
     num_classes = getattr(model, "num_classes", 0)
     labels, labels_from = class_labels(datamodule, split, num_samples, num_classes) if num_classes else (None, None)
     image_stream = image_sampler(
-        model, sampler, truncation, labels, held_out=(split, dataset), drs_percentile=drs_percentile, mh_k=mh_k
-    )
+        model, sampler, truncation, labels, held_out=(split, dataset), drs_percentile=drs_percentile, mh_k=mh_k,
+        jbt_keep=jbt_keep,
+    )  # fmt: skip
     classes = None
     if num_classes == 10 and (datamodule.num_channels, datamodule.image_size) == (1, 28):  # MNIST's digits
         classes = ClassAccuracy(load_digit_classifier(map_location=dev), labels)
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pretrained == "list":
         print(zoo.format_listing(zoo.list_entries(), zoo.zoo_root()))
         return 0
-    suffix = settings_suffix(args.sampler, args.truncation, args.drs_percentile, args.mh_k)
+    suffix = settings_suffix(args.sampler, args.truncation, args.drs_percentile, args.mh_k, args.jbt_keep)
     suffix += "" if args.feature_precision == "32" else f"_{args.feature_precision}"
     suffix += "" if args.seed == 0 else f"_seed{args.seed}"  # another seed's figures never replace seed 0's
     try:
@@ -356,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             truncation=args.truncation,
             drs_percentile=args.drs_percentile,
             mh_k=args.mh_k,
+            jbt_keep=args.jbt_keep,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -47,7 +47,7 @@ from gan_modules.commands.common import (
     rows_by_class,
 )
 from gan_modules.io import atomic_folder, atomic_write, grid_rows, resolve_device
-from gan_modules.sampling import Sampler, describe_text
+from gan_modules.sampling import NEEDS_DISCRIMINATOR, Sampler, describe_text
 from gan_modules.visualize import interpolation_latents, save_gif, walk_frames
 
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.num_images < 1 or args.batch_size < 1:
             raise ValueError("--num_images and --batch_size must be positive")
-        check_sampler(args.sampler, args.truncation, args.drs_percentile, args.mh_k, args.pretrained)
+        check_sampler(args.sampler, args.truncation, args.drs_percentile, args.mh_k, args.pretrained, args.jbt_keep)
         if (args.sampler != "plain" or args.truncation != float("inf")) and not (args.out_dir or args.grid):
             raise ValueError("--sampler and --truncation apply to --out_dir and --grid images; pass one of them")
         if args.walk and args.walk_keys < 2:
@@ -142,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             model = load_gan(args.ckpt_path, map_location=device).eval()
         classes = parse_classes(args.classes, model)  # None: an unconditional model
         held_out = None
-        if args.sampler != "plain" and classes is None:
+        if args.sampler in NEEDS_DISCRIMINATOR and classes is None:
             held_out = held_out_split(datamodule_from_run(Path(args.ckpt_path).expanduser(), args.data_dir))
         sampler = image_sampler(
             model, args.sampler, args.truncation, classes, held_out=held_out, drs_percentile=args.drs_percentile,
-            mh_k=args.mh_k,
+            mh_k=args.mh_k, jbt_keep=args.jbt_keep,
         )  # fmt: skip
         images = None
         if out_dir or grid_path:
