@@ -1,19 +1,21 @@
-"""Sampling on PacGAN's 2-D mixtures: plain, DRS and MH-GAN, from a one-Gaussian latent and a K-component one.
+"""Sampling on PacGAN's 2-D mixtures: plain, DRS, MH-GAN and JBT, from a one-Gaussian latent and a K-component one.
 
 A smooth generator fed one Gaussian must put mass between disconnected modes (Tanielian et al. 2020); the
 2-D tables (``tricks.md``) show it: every mode covered, but only part of the samples near one. The literature
-offers two remedies, both measured here from the same training budget: pick samples with D (DRS, Azadi et
-al. 2019; MH-GAN, Turner et al. 2019), or give G a latent that is not one blob (``ToyGAN(latent_components=K)``:
-z's first coordinate picks one of K components, so G can place them apart). For each mixture, latent and
-seed this trains ``configs/toy_mixture_components.yaml``'s recipe once (``configs/toy_mixture.yaml``'s GAN with
-R1 on every 16th D update, 3,000 updates of 250; the one-Gaussian rows without the components), then draws
-PacGAN's 2,500 samples with every sampler in ``SAMPLERS`` from it: D is calibrated on 2,500 held-out mixture
-points (a stream D never trained on) and as many generated ones. Scores as in tricks.md: modes covered (of 8 /
+offers remedies on the sampling side, measured here from the same training budget: pick samples with D (DRS,
+Azadi et al. 2019; MH-GAN, Turner et al. 2019), drop the latents where G stretches most (JBT, Tanielian et al.
+2020: G crosses the empty space between modes fast), or give G a latent that is not one blob
+(``ToyGAN(latent_components=K)``: z's first coordinate picks one of K components, so G can place them apart).
+For each mixture, latent and seed this trains ``configs/toy_mixture_components.yaml``'s recipe once
+(``configs/toy_mixture.yaml``'s GAN with R1 on every 16th D update, 3,000 updates of 250; the one-Gaussian rows
+without the components), then draws PacGAN's 2,500 samples with every sampler in ``SAMPLERS`` from it: D is
+calibrated on 2,500 held-out mixture points (a stream D never trained on) and as many generated ones; JBT's
+threshold comes from 2,500 latents. Scores as in tricks.md: modes covered (of 8 /
 25) and the share of high-quality samples (within 3 sigma of a mode). The CPU time of a run is the training's
 plus that sampler's, at ``--threads`` torch threads (1 by default: the goal counts CPU seconds, and on 2 cores a
 second thread cost half again as many as it saved in wall time: 104 CPU s against 69 for the same run).
 
-    python -m benchmarks.bench_sampling            # 5 seeds, ring and grid, both latents (about 20 minutes)
+    python -m benchmarks.bench_sampling            # 5 seeds, ring and grid, both latents (about 25 minutes)
     python -m benchmarks.bench_sampling --quick    # 1 seed, 300 updates (CI-sized)
 
 Writes ``benchmarks/results/sampling_mixtures.md`` (+ ``.json``, and scatter plots of seed 0 under
@@ -53,11 +55,13 @@ SAMPLERS: dict[str, dict] = {
     "DRS, gamma at the median": {"method": "drs", "drs_percentile": 0.5},  # looser: keeps more
     "MH-GAN, k 20": {"method": "mh", "mh_k": 20},
     "MH-GAN, k 100": {"method": "mh", "mh_k": 100},
+    "JBT, keep 0.9": {"method": "jbt", "jbt_keep": 0.9},  # no D: the 10% of latents where G stretches most go
+    "JBT, keep 0.7": {"method": "jbt", "jbt_keep": 0.7},
 }
 GOAL = {"high_quality": 0.95, "cpu_s": 60.0}  # issue 25: every mode, >= 95% HQ, every seed, < 1 CPU-minute a run
 NUM_EVAL = bench_tricks.NUM_EVAL
 NUM_HELD_OUT = 2_500
-COMPONENTS = 50  # configs/toy_mixture_components.yaml's latent_components
+COMPONENTS = 200  # configs/toy_mixture_components.yaml's latent_components
 # configs/toy_mixture_components.yaml's networks and EMA (tests check that these constants match the file)
 MODEL_ARGS = {"g_hidden_dims": (256, 256, 256), "d_hidden_dims": (256, 256, 256), "ema_decay": 0.999}
 
@@ -174,7 +178,9 @@ def write(results: dict, out: Path, command: str) -> None:
         f"{results['num_eval']:,} samples from each sampler; D calibrated on "
         f"{NUM_HELD_OUT:,} held-out mixture points and as many generated ones. Modes covered and high-quality (HQ) "
         "samples as in PacGAN (Lin et al. 2018) and `tricks.md`; mean ± standard error over seeds, the worst seed "
-        "beside it. Acceptance: DRS's kept proposals, MH-GAN's accepted moves. CPU seconds: training plus "
+        "beside it. Acceptance: DRS's and JBT's kept proposals, MH-GAN's accepted moves; JBT's threshold is the "
+        f"keep quantile of G's Jacobian norm over {NUM_HELD_OUT:,} latents drawn first (no D, no real point). "
+        "CPU seconds: training plus "
         "sampling, per run. Plain sampling is the same generators' baseline row. DRS refuses to go on when it "
         "keeps under 1% of its proposals (its D_max estimate jumped); such a seed counts as a miss.",
         "",

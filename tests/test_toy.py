@@ -185,7 +185,7 @@ def test_toy_config_trains_through_the_cli_and_scores_every_epoch(tmp_path, conf
     # The R1 trick and the learning-rate decay of the config are in force: the rate ends at 0.
     assert [type(t).__name__ for t in cli.model.tricks] == ["R1"]
     assert all(opt.param_groups[0]["lr"] == 0.0 for opt in cli.model.optimizers(use_pl_optimizer=False))
-    assert cli.model.generator.components == (50 if config == "toy_mixture_components.yaml" else 0)
+    assert cli.model.generator.components == (200 if config == "toy_mixture_components.yaml" else 0)
 
 
 def test_toy_gan_refuses_an_image_datamodule_and_an_image_gan_refuses_points(tmp_path):
