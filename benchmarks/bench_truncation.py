@@ -32,12 +32,20 @@ from gan_modules import zoo  # noqa: E402
 from gan_modules.commands.common import check_sampler  # noqa: E402
 from gan_modules.commands.evaluate import DEFAULT_NUM_SAMPLES, evaluate, metrics_path  # noqa: E402
 from gan_modules.io import atomic_write  # noqa: E402
-from gan_modules.sampling import DRS_PERCENTILE, MH_K, describe_text, psi_text, settings_suffix  # noqa: E402
+from gan_modules.sampling import (  # noqa: E402
+    DRS_PERCENTILE,
+    MH_K,
+    NEEDS_DISCRIMINATOR,
+    SAMPLERS,
+    describe_text,
+    psi_text,
+    settings_suffix,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PSIS = (0.5, 0.7, 1.0, 1.5, math.inf)
-D_SAMPLERS = ("drs", "mh")  # need D: a checkpoint, not a zoo entry
-OTHER_SAMPLERS = (*D_SAMPLERS, "jbt")
+D_SAMPLERS = NEEDS_DISCRIMINATOR  # need D: a checkpoint, not a zoo entry
+OTHER_SAMPLERS = tuple(name for name in SAMPLERS if name != "plain")
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 

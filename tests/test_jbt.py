@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 from PIL import Image
-from test_sampling import Tanh, drawn, hand_made_gan, run_checkpoint  # noqa: F401 (a fixture)
+from test_sampling import drawn, hand_made_gan, run_checkpoint  # noqa: F401 (a fixture)
 
 from gan_modules.commands.evaluate import main as evaluate_main
 from gan_modules.commands.generate import main as generate_main
