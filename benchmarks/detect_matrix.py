@@ -1,18 +1,18 @@
 """The fake detector's robustness matrix: trained on each of the project's generators x tested on each x the
 degradations images meet on the web (issue 26).
 
-    python -m benchmarks.bench_detect --matrix                                   # every generator (about 1.5 h)
+    python -m benchmarks.bench_detect --matrix                                   # every generator (about 1 h)
     python -m benchmarks.bench_detect --matrix --generators vanilla conditional  # a piece: rows accumulate
     python -m benchmarks.bench_detect --matrix --quick                           # minutes, CI-sized
 
 Writes ``benchmarks/results/detect_matrix.md`` (+ ``.json`` and the heat-map ``detect_matrix.png``).
 
-Generators: the model zoo's main-job MLP GAN (no training) and short ``train.py`` runs of the DCGAN, the
-class-conditional DCGAN and the R3GAN-style configs (seed 43, the budgets in ``GENERATORS``: weaker generators
-than the shipped ones, which the table says). Each detector is ``train.py --config configs/<detector config>``
-with ``--data.fakes`` set to one generator. Test sets: 5,000 held-out real MNIST test digits (test[2000:7000];
-the detector's validation split, where its thresholds are set, is test[:2000]) against 5,000 fakes of each
-generator from latent seeds never trained on, every image uint8 as a saved PNG. A degradation is applied to
+Generators: the model zoo's shipped generators, one per model family (``GENERATORS``): the same generators
+the quality table measures, so the matrix needs no GAN training and a fresh clone reproduces it. Each detector
+is ``train.py --config configs/<detector config>`` with ``--data.fakes`` set to one generator. Test sets: 5,000
+held-out real MNIST test digits (test[2000:7000]; the detector's validation split, where its thresholds are
+set, is test[:2000]) against 5,000 fakes of each generator from latent seeds never trained on, every image
+uint8 as a saved PNG. A degradation is applied to
 real and fake test images alike. Accuracy, TPR and FPR are at the detector's real-only threshold (the score
 ``target_fpr`` of its validation reals exceed), which needs no fakes of the generator under test.
 
@@ -44,17 +44,15 @@ from gan_modules.io import atomic_text, atomic_write
 ROOT = quality.ROOT
 NUM_VAL, NUM_TEST = 2_000, 5_000
 TEST_SEED = SEED_OFFSETS["test"]  # the latent seed RealFakeDataModule gives its first fake source's test split
-GAN_SEED = 43
-# name -> where its fakes come from: a zoo entry, or a train.py run of a config at a stated budget
+# name -> the zoo entry its fakes come from (``zoo/README.md``: each entry's config, epochs and FID)
 GENERATORS: dict[str, dict] = {
-    "vanilla": {"zoo": "vanilla_mnist-seed42", "what": "MLP GAN, the main job (zoo entry, 30 epochs)"},
-    "dcgan": {"config": "dcgan_mnist.yaml", "epochs": 8, "what": "DCGAN (dcgan_mnist.yaml, 8 of its 48 epochs)"},
+    "vanilla": {"zoo": "vanilla_mnist-seed42", "what": "MLP GAN, the main job (vanilla_mnist.yaml, 30 epochs)"},
+    "dcgan": {"zoo": "dcgan_mnist-seed43", "what": "DCGAN (dcgan_mnist.yaml, 48 epochs)"},
     "conditional": {
-        "config": "dcgan_mnist_conditional.yaml",
-        "epochs": 4,
-        "what": "class-conditional DCGAN (dcgan_mnist_conditional.yaml, 4 of 48 epochs)",
+        "zoo": "dcgan_mnist_conditional-seed42",
+        "what": "class-conditional DCGAN (dcgan_mnist_conditional.yaml, 48 epochs)",
     },
-    "r3gan": {"config": "r3gan_mnist.yaml", "epochs": 2, "what": "R3GAN-style (r3gan_mnist.yaml, 2 of 10 epochs)"},
+    "r3gan": {"zoo": "r3gan_mnist-seed43", "what": "R3GAN-style (r3gan_mnist.yaml, 10 epochs)"},
 }
 # name -> (JPEG quality, resize factor): the resize (a round trip through the other size) comes first
 DEGRADATIONS: dict[str, tuple[int | None, float | None]] = {
@@ -70,18 +68,12 @@ CONFIGS = ["detect_mnist_web.yaml"]
 # issue 26: on the training generator / on every unseen one
 GOALS = {"resize 0.5": 0.95, "resize 0.5 + JPEG 75": 0.90, "same clean": 0.999, "unseen clean": 0.97,
          "unseen acc": 0.90}  # fmt: skip
-QUICK = {"gan": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "60"],
-         "detector": ["--trainer.max_epochs", "1", "--data.num_train", "2000"], "num_test": 500}  # fmt: skip
+QUICK = {"detector": ["--trainer.max_epochs", "1", "--data.num_train", "2000"], "num_test": 500}
 
 
-def fake_source(name: str, quick: bool) -> str:
-    """The ``data.fakes`` entry of generator ``name``: ``zoo:NAME`` or a run's last.ckpt (trained if missing)."""
-    spec = GENERATORS[name]
-    if "zoo" in spec:
-        return ZOO_PREFIX + spec["zoo"]
-    extra = QUICK["gan"] if quick else ["--trainer.max_epochs", str(spec["epochs"])]
-    root = ROOT / "runs" / ("detect_matrix-quick" if quick else "detect_matrix")
-    return str(quality.train(spec["config"], GAN_SEED, extra, root) / "checkpoints" / "last.ckpt")
+def fake_source(name: str) -> str:
+    """The ``data.fakes`` entry of generator ``name``: ``zoo:NAME``."""
+    return ZOO_PREFIX + GENERATORS[name]["zoo"]
 
 
 def train_config(fakes: Path | str, name: str, extra: tuple[str, ...], root: Path,
@@ -148,7 +140,7 @@ def run(generators: list[str], configs: list[str], quick: bool, data_dir: str, c
     out_dir = quality.RESULTS / "quick" if quick else quality.RESULTS
     stored_path = out_dir / "detect_matrix.json"
     results = json.loads(stored_path.read_text()) if stored_path.is_file() else {"rows": {}, "generators": {}}
-    sources = {name: fake_source(name, quick) for name in generators}
+    sources = {name: fake_source(name) for name in generators}
     num_test = QUICK["num_test"] if quick else NUM_TEST
     real, fakes = test_sets(generators, sources, num_test, data_dir)
     for config in configs:
@@ -165,8 +157,7 @@ def run(generators: list[str], configs: list[str], quick: bool, data_dir: str, c
                 print(f"{config} on {trained_on} -> {tested_on}: " + ", ".join(
                     f"{d} {m['auroc']:.4f}" for d, m in by_degradation.items()), flush=True)  # fmt: skip
     for name in generators:
-        results["generators"][name] = {"source": quality.shown(Path(sources[name])) if "zoo" not in GENERATORS[name]
-                                       else sources[name], "what": GENERATORS[name]["what"]}  # fmt: skip
+        results["generators"][name] = {"source": sources[name], "what": GENERATORS[name]["what"]}
     results.update(machine=machine(), quick=quick, num_test=num_test, seconds=time.perf_counter() - start)
     write(results, out_dir, command)
     return results
@@ -208,7 +199,7 @@ def write(results: dict, out: Path, command: str) -> None:
         next(part for part in __doc__.split("\n\n") if part.startswith("Generators:")).replace("\n", " "),
         "",
         f"Test sets of {n:,} real and {n:,} fake images. Last run {results['seconds'] / 60:.1f} min."
-        + (" **Quick mode: one-epoch GANs and detectors, not the claim.**" if results["quick"] else ""),
+        + (" **Quick mode: one-epoch detectors on 2,000 images, not the claim.**" if results["quick"] else ""),
         "",
         "| generator | what | fakes from |",
         "|---|---|---|",

@@ -30,7 +30,7 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
     fakes = {"vanilla": torch.randint(160, 256, (30, 1, 28, 28), generator=g, dtype=torch.uint8),
              "dcgan": torch.randint(90, 140, (30, 1, 28, 28), generator=g, dtype=torch.uint8)}  # fmt: skip
     monkeypatch.setattr(quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(detect_matrix, "fake_source", lambda name, quick: f"zoo:{name}-seed1")
+    monkeypatch.setattr(detect_matrix, "fake_source", lambda name: f"zoo:{name}-seed1")
     trained = []
     record = lambda config, source, on, quick: trained.append((config, source)) or tmp_path / on
     monkeypatch.setattr(detect_matrix, "train_detector", record)
@@ -81,3 +81,14 @@ def test_detect_matrix_reuses_a_finished_detector_only_while_its_config_settings
     config.write_text("model: {resize_prob: 0.7}\n")  # the file edited under the same name: trained again
     second = detect_matrix.train_config("zoo:x", "det-on_x", (), tmp_path / "runs", "det.yaml")
     assert len(runs) == 2 and second != first and first.is_file()
+
+
+def test_every_matrix_generator_is_a_shipped_zoo_entry():
+    """The matrix trains no GAN: each generator is a zoo entry present in a fresh clone."""
+    from benchmarks import detect_matrix
+    from gan_modules import zoo
+
+    shipped = {entry.name for entry in zoo.list_entries() if entry.card is not None}
+    for name, spec in detect_matrix.GENERATORS.items():
+        assert detect_matrix.fake_source(name) == f"zoo:{spec['zoo']}"
+        assert spec["zoo"] in shipped, f"{name}: zoo entry {spec['zoo']} is not in zoo/"
