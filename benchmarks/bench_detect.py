@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                         "detectors trained on each generator x tested on each x degradations")  # fmt: skip
     parser.add_argument("--generators", nargs="+", default=None, help="--matrix: the generators (default: all)")
     parser.add_argument("--configs", nargs="+", default=None, help="--matrix: detector configs (default: web)")
+    parser.add_argument("--leave_one_out", action="store_true", help="--matrix: also, for each generator, a detector "
+                        "trained on all the others, tested on it")  # fmt: skip
     parser.add_argument("detector_args", nargs="*", help="more train.py arguments for the detectors (after --)")
     args = parser.parse_args(argv)
     if args.matrix:
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         command = "python -m benchmarks.bench_detect --matrix" + (" --quick" if args.quick else "")
         command += (" --generators " + " ".join(args.generators)) if args.generators else ""
         command += (" --configs " + " ".join(args.configs)) if args.configs else ""
-        detect_matrix.run(generators, configs, args.quick, args.data_dir, command)
+        command += " --leave_one_out" if args.leave_one_out else ""
+        detect_matrix.run(generators, configs, args.quick, args.data_dir, command, args.leave_one_out)
         return
     command = "python -m benchmarks.bench_detect" + (" --quick" if args.quick else "")
     command += (" -- " + " ".join(args.detector_args)) if args.detector_args else ""
