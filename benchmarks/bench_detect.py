@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                         "detectors trained on each generator x tested on each x degradations")  # fmt: skip
     parser.add_argument("--generators", nargs="+", default=None, help="--matrix: the generators (default: all)")
     parser.add_argument("--configs", nargs="+", default=None, help="--matrix: detector configs (default: web)")
-    parser.add_argument("--leave_one_out", action="store_true", help="--matrix: also, for each generator, a detector "
-                        "trained on all the others, tested on it")  # fmt: skip
+    parser.add_argument("--leave_one_out", action="store_true", help="--matrix: instead, for each generator, a "
+                        "detector trained on all the others (rows join the one-generator ones)")  # fmt: skip
     parser.add_argument("detector_args", nargs="*", help="more train.py arguments for the detectors (after --)")
     args = parser.parse_args(argv)
     if args.matrix:

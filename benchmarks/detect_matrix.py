@@ -3,7 +3,7 @@ degradations images meet on the web (issue 26).
 
     python -m benchmarks.bench_detect --matrix                                   # every generator (about 1 h)
     python -m benchmarks.bench_detect --matrix --generators vanilla conditional  # a piece: rows accumulate
-    python -m benchmarks.bench_detect --matrix --leave_one_out                   # + detectors trained on all but one
+    python -m benchmarks.bench_detect --matrix --leave_one_out                   # detectors trained on all but one
     python -m benchmarks.bench_detect --matrix --quick                           # minutes, CI-sized
 
 Writes ``benchmarks/results/detect_matrix.md`` (+ ``.json`` and the heat-map ``detect_matrix.png``).
@@ -17,7 +17,7 @@ uint8 as a saved PNG. A degradation is applied to
 real and fake test images alike. Accuracy, TPR and FPR are at the detector's real-only threshold (the score
 ``target_fpr`` of its validation reals exceed), which needs no fakes of the generator under test.
 
-``--leave_one_out`` adds, for each generator, a detector trained on all the others (their fakes in equal
+``--leave_one_out`` trains instead, for each generator, a detector on all the others (their fakes in equal
 shares) and tested on it as well: the practical case of a user who trains on every generator at hand and meets
 a new one.
 
@@ -117,14 +117,13 @@ def train_detector(config: str, source: str, trained_on: str, quick: bool) -> Pa
 
 
 def training_plans(generators: list[str], leave_one_out: bool) -> list[tuple[str, list[str]]]:
-    """(what a detector is trained on, the generators whose fakes it sees): one per generator, then with
-    ``leave_one_out`` one per generator trained on all the others."""
-    plans = [(name, [name]) for name in generators]
-    if leave_one_out:
-        if len(generators) < 2:
-            raise ValueError("--leave_one_out needs at least two generators (one to hold out, one to train on)")
-        plans += [(f"all but {name}", [g for g in generators if g != name]) for name in generators]
-    return plans
+    """(what a detector is trained on, the generators whose fakes it sees): one per generator, or with
+    ``leave_one_out`` one per generator trained on all the others (a separate piece: its rows join the others)."""
+    if not leave_one_out:
+        return [(name, [name]) for name in generators]
+    if len(generators) < 2:
+        raise ValueError("--leave_one_out needs at least two generators (one to hold out, one to train on)")
+    return [(f"all but {name}", [g for g in generators if g != name]) for name in generators]
 
 
 def seen(row: dict) -> list[str]:
