@@ -1,7 +1,7 @@
 """The fake detector's robustness matrix: trained on each of the project's generators x tested on each x the
 degradations images meet on the web (issue 26).
 
-    python -m benchmarks.bench_detect --matrix                                   # every generator (about 1 h)
+    python -m benchmarks.bench_detect --matrix                                   # every generator (about 1.5 h)
     python -m benchmarks.bench_detect --matrix --generators vanilla conditional  # a piece: rows accumulate
     python -m benchmarks.bench_detect --matrix --leave_one_out                   # detectors trained on all but one
     python -m benchmarks.bench_detect --matrix --quick                           # minutes, CI-sized
