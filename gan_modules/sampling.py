@@ -67,10 +67,11 @@ def truncated_normal(
 
 
 def images_and_jacobian_norms(
-    model: GANModule, z: Tensor, generator: torch.Generator, probes: int = JBT_PROBES
+    model: GANModule, z: Tensor, generator: torch.Generator, probes: int = JBT_PROBES, labels: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """(``model.generate(z)``, ||dG(z)/dz||_F^2 per latent [N], float64 on the CPU), the norm over z's continuous
-    coordinates (the first ``model.categorical_latents`` pick a category: G is flat in them almost everywhere).
+    """(``model.generate(z, labels)``, ||dG(z)/dz||_F^2 per latent [N], float64 on the CPU), the norm over z's
+    continuous coordinates (the first ``model.categorical_latents`` pick a category: G is flat in them almost
+    everywhere); a class-conditional G's ``labels`` are held fixed.
 
     Forward-mode products J v, one per direction: exact, with one unit vector per coordinate, when z has at most
     ``probes`` continuous coordinates; else Hutchinson's estimate, the mean of ||J v||^2 over ``probes`` random
@@ -86,7 +87,7 @@ def images_and_jacobian_norms(
     with torch.inference_mode(False):  # the commands sample under inference mode; dual tensors need normal ones
         z, norms = z.clone(), torch.zeros(len(z), dtype=torch.float64)
         for v in directions:
-            images, jv = torch.func.jvp(model.generate, (z,), (v.to(z.dtype).clone(),))
+            images, jv = torch.func.jvp(lambda z: model.generate(z, labels), (z,), (v.to(z.dtype).clone(),))
             norms += jv.detach().flatten(1).double().pow(2).sum(1).cpu()
     return images.detach(), norms / (1 if continuous <= probes else probes)
 

@@ -258,8 +258,10 @@ def test_the_config_trains_through_the_cli_and_generate_writes_labelled_files(tm
     assert generate.main(["--ckpt_path", str(ckpt), "--classes", "10", "--grid", str(tmp_path / "g.png")]) == 1
     drs = ["--ckpt_path", str(ckpt), "--sampler", "drs", "--grid", str(tmp_path / "g.png")]
     assert generate.main(drs) == 1 and not (tmp_path / "g.png").exists()
-    jbt = ["--ckpt_path", str(ckpt), "--sampler", "jbt", "--grid", str(tmp_path / "g.png")]
-    assert generate.main(jbt) == 1 and not (tmp_path / "g.png").exists()
+    jbt = ["--ckpt_path", str(ckpt), "--sampler", "jbt", "--classes", "3,5", "--num_images", "4", "--out_dir"]
+    assert generate.main([*jbt, str(tmp_path / "jbt")]) == 0  # JBT class by class: each image keeps its class
+    assert sorted(p.name for p in (tmp_path / "jbt").iterdir()) == ["0_class3.png", "1_class5.png", "2_class3.png",
+                                                                   "3_class5.png"]  # fmt: skip
     paths = ["--interpolate", str(tmp_path / "interp.png"), "--walk", str(tmp_path / "walk.gif")]
     assert generate.main(["--ckpt_path", str(ckpt), "--classes", "3,5", *paths, "--pairs", "2", "--steps", "3",
                           "--walk_keys", "2"]) == 0  # fmt: skip

@@ -100,3 +100,41 @@ def test_evaluate_names_jbt_and_its_share_in_the_file_name(run_checkpoint, capsy
     sampler = json.loads(path.read_text())["sampler"]
     assert (sampler["name"], sampler["jbt_keep"]) == ("jbt", 0.8) and 0 < sampler["acceptance_rate"] <= 1
     assert "jbt, psi inf (no truncation): " in capsys.readouterr().out
+
+
+class ScaledTanh(torch.nn.Module):
+    """(z [N, 4], labels [N]) -> scale[label] * tanh(z) as [N, 1, 2, 2]: class 1's Jacobian is 10x smaller."""
+
+    scale = torch.tensor([1.0, 0.1])
+
+    def forward(self, z, labels):
+        return (self.scale[labels.cpu()].view(-1, 1) * torch.tanh(z)).view(len(z), 1, 2, 2)
+
+
+def test_a_class_conditional_model_gets_one_threshold_per_class_and_keeps_each_image_s_class():
+    """Per-class thresholds: with one global cut, class 1 (norms 100x smaller) would keep everything and class 0
+    little. Each class keeps about ``jbt_keep`` of its proposals, and image i stays of class classes[i % 2]."""
+    from gan_modules.commands.common import ClassSampler, image_sampler
+
+    gan = hand_made_gan()
+    gan.generator, gan.num_classes = ScaledTanh(), 2
+    sampler = image_sampler(gan, "jbt", math.inf, [0, 1], jbt_keep=0.5)
+    assert isinstance(sampler, ClassSampler)
+    sampler.calibration_images = 4000
+    images = drawn(sampler, num_samples=301, batch_size=64)
+    assert len(images) == 301 and torch.equal(sampler.labels, torch.tensor([0, 1]).repeat(151)[:301])
+    scale = ScaledTanh.scale[sampler.labels].double()
+    norms = scale**2 * tanh_norms(images / scale.view(-1, 1, 1, 1).float())  # from tanh(z) = image / scale
+    reference = tanh_norms(torch.tanh(torch.randn(20_000, 4, generator=torch.Generator().manual_seed(9)))).median()
+    for c in (0, 1):
+        threshold = sampler.jbt_thresholds[c]
+        assert threshold == pytest.approx(float(ScaledTanh.scale[c] ** 2 * reference), rel=0.06)
+        assert (norms[sampler.labels == c] <= threshold * (1 + 1e-4)).all()
+    assert 0.4 < sampler.acceptance_rate < 0.6
+    described = sampler.describe()
+    assert described["name"] == "jbt" and set(described["jbt_thresholds"]) == {0, 1}
+    again = image_sampler(gan, "jbt", math.inf, [0, 1], jbt_keep=0.5)
+    again.calibration_images = 4000
+    assert torch.equal(images, drawn(again, num_samples=301, batch_size=64))  # the seed decides every image
+    with pytest.raises(ValueError, match="calibrates D's score of images alone"):
+        image_sampler(gan, "drs", math.inf, [0, 1])

@@ -165,47 +165,104 @@ class ClassSampler:
     ``describe``): image i is of class ``classes[i % len(classes)]``, from the latents ``GANModule.sample_batches``
     draws with the same seed (every coordinate beyond ``truncation`` drawn again, ``sampling.truncated_normal``).
 
-    DRS and MH-GAN are refused: they calibrate D's score of images alone, which a projection D does not give.
+    ``method`` "jbt" keeps, class by class, the ``jbt_keep`` share of latents with the smallest Jacobian norms of
+    G(., class) (``sampling.images_and_jacobian_norms``): each class has its own threshold, the ``jbt_keep``
+    quantile of its share of ``calibration_images`` latents drawn first, so every class keeps the same share and
+    the class of each image stays ``classes[i % len(classes)]``. DRS and MH-GAN are refused: they calibrate D's
+    score of images alone, which a projection D does not give.
     """
 
-    def __init__(self, model: GANModule, classes: list[int] | torch.Tensor, truncation: float = float("inf")) -> None:
-        self.model, self.truncation = model, truncation
+    def __init__(
+        self,
+        model: GANModule,
+        classes: list[int] | torch.Tensor,
+        truncation: float = float("inf"),
+        method: str = "plain",
+        jbt_keep: float = sampling.JBT_KEEP,
+        calibration_images: int = sampling.CALIBRATION_IMAGES,
+    ) -> None:
+        if method not in ("plain", "jbt"):
+            raise ValueError(f"ClassSampler draws plain or jbt samples, got {method!r}")
+        sampling.check_settings(method, truncation, sampling.DRS_PERCENTILE, sampling.MH_K, jbt_keep)
+        if method == "jbt" and model.latent_dim <= model.categorical_latents:
+            raise ValueError(f"--sampler jbt needs continuous latent coordinates; {type(model).__name__} has none")
+        self.model, self.truncation, self.method = model, truncation, method
+        self.jbt_keep, self.calibration_images = jbt_keep, calibration_images
         self.classes = torch.as_tensor(classes, dtype=torch.long)
         self.labels: torch.Tensor | None = None  # those of the last ``batches``
+        self.jbt_thresholds: dict[int, float] | None = None
+        self.proposed = self.accepted = 0
 
     def labels_for(self, num_samples: int) -> torch.Tensor:
         """The class of each of ``num_samples`` images: ``classes`` over and over."""
         return self.classes.repeat(-(-num_samples // len(self.classes)))[:num_samples]
 
+    def latents(self, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+        return sampling.truncated_normal(
+            num_samples, self.model.latent_dim, self.truncation, generator, self.model.categorical_latents
+        )
+
     def batches(self, num_samples: int, batch_size: int = 256, seed: int = 0):
         self.labels = self.labels_for(num_samples)
         generator = torch.Generator().manual_seed(seed)
-        z = sampling.truncated_normal(
-            num_samples, self.model.latent_dim, self.truncation, generator, self.model.categorical_latents
-        )
-        for chunk, labels in zip(z.split(batch_size), self.labels.split(batch_size)):
+        self.proposed = self.accepted = 0
+        if self.method == "jbt":
+            yield from self._jbt(num_samples, batch_size, generator)
+            return
+        for chunk, labels in zip(self.latents(num_samples, generator).split(batch_size), self.labels.split(batch_size)):
             yield self.model.generate(chunk, labels)
 
+    def _norms(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.latents(len(labels), generator)
+        return sampling.images_and_jacobian_norms(self.model, z, generator, labels=labels.to(self.model.device))
+
+    def _jbt(self, num_samples: int, batch_size: int, generator: torch.Generator):
+        present = self.labels.unique()
+        calibration = present.repeat(-(-self.calibration_images // len(present)))
+        norms = torch.cat([self._norms(y, generator)[1] for y in calibration.split(batch_size)])
+        self.jbt_thresholds = {int(c): float(torch.quantile(norms[calibration == c], self.jbt_keep)) for c in present}
+        cut = torch.zeros(int(present.max()) + 1, dtype=torch.float64)
+        cut[present] = torch.tensor([self.jbt_thresholds[int(c)] for c in present], dtype=torch.float64)
+        pools: dict[int, list[torch.Tensor]] = {int(c): [] for c in present}  # kept images of each class, in order
+        for chunk in self.labels.split(batch_size):
+            need = {int(c): int((chunk == c).sum()) for c in chunk.unique()}
+            while short := [c for c, n in need.items() if len(pools[c]) < n]:
+                if self.proposed >= sampling.MAX_PROPOSALS_PER_IMAGE * num_samples:
+                    raise ValueError(
+                        f"JBT kept {self.accepted:,} of {self.proposed:,} proposals; a higher --jbt_keep keeps more"
+                    )
+                labels = torch.tensor(short).repeat(-(-batch_size // len(short)))[:batch_size]
+                images, norms = self._norms(labels, generator)
+                keep = norms <= cut[labels]
+                self.proposed, self.accepted = self.proposed + len(keep), self.accepted + int(keep.sum())
+                for image, label in zip(images[keep.to(images.device)], labels[keep]):
+                    pools[int(label)].append(image)
+            yield torch.stack([pools[int(c)].pop(0) for c in chunk])
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.proposed if self.proposed else None
+
     def describe(self) -> dict:
-        return {"name": "plain", "truncation": None if self.truncation == float("inf") else self.truncation}
+        out: dict = {"name": self.method, "truncation": None if self.truncation == float("inf") else self.truncation}
+        if self.method == "jbt":
+            out |= {"proposed": self.proposed, "accepted": self.accepted, "acceptance_rate": self.acceptance_rate,
+                    "jbt_keep": self.jbt_keep, "jbt_thresholds": self.jbt_thresholds,
+                    "calibration_latents": self.calibration_images}  # fmt: skip
+        return out
 
 
 def image_sampler(model: GANModule, method: str, truncation: float, classes: list[int] | torch.Tensor | None, **kwargs):
     """``sampling.Sampler(model, method, truncation, **kwargs)``, or for a class-conditional model (``classes`` not
-    None) a ``ClassSampler``, which draws plain or truncated images only."""
+    None) a ``ClassSampler``, which draws plain, truncated or JBT images."""
     if classes is None:
         return sampling.Sampler(model, method, truncation, **kwargs)
     if method in sampling.NEEDS_DISCRIMINATOR:
         raise ValueError(
             f"--sampler {method} calibrates D's score of images alone, and this class-conditional "
-            f"{type(model).__name__}'s D judges (image, class) pairs; use --sampler plain (--truncation works)"
+            f"{type(model).__name__}'s D judges (image, class) pairs; use --sampler plain or jbt (--truncation works)"
         )
-    if method != "plain":
-        raise ValueError(
-            f"--sampler {method} draws unconditional images; for this class-conditional {type(model).__name__} use "
-            "--sampler plain (--truncation works)"
-        )
-    return ClassSampler(model, classes, truncation)
+    return ClassSampler(model, classes, truncation, method, kwargs.get("jbt_keep", sampling.JBT_KEEP))
 
 
 def generate_in_batches(
