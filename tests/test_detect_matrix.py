@@ -21,7 +21,10 @@ class Brightness:
         return images.float().mean(dim=(1, 2, 3)) / 255
 
 
-def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_and_reads_goals(tmp_path, monkeypatch):
+def hand_matrix(monkeypatch, tmp_path) -> tuple[dict, list]:
+    """The matrix wired to hand-made parts: dark reals, bright "vanilla" and dim "dcgan" fakes, the Brightness
+    detector, results under ``tmp_path``. Returns (the fakes, which a test may change; the (config, source,
+    trained_on) of every detector the matrix asked for)."""
     import torch
 
     from benchmarks import detect_matrix
@@ -33,12 +36,22 @@ def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_an
     monkeypatch.setattr(quality, "RESULTS", tmp_path)
     monkeypatch.setattr(detect_matrix, "fake_source", lambda name: f"zoo:{name}-seed1")
     trained = []
-    record = lambda config, source, on, quick: trained.append((config, source)) or tmp_path / on
+    record = lambda config, source, on, quick: trained.append((config, source, on)) or tmp_path / on
     monkeypatch.setattr(detect_matrix, "train_detector", record)
     monkeypatch.setattr(detect_matrix, "test_sets", lambda names, s, n, d: (real, {k: fakes[k] for k in names}))
     monkeypatch.setattr(detect_matrix, "load_model", lambda path: Brightness())
+    return fakes, trained
+
+
+def test_detect_matrix_measures_every_pair_and_degradation_keeps_earlier_rows_and_reads_goals(tmp_path, monkeypatch):
+    from benchmarks import detect_matrix
+
+    fakes, trained = hand_matrix(monkeypatch, tmp_path)
     results = detect_matrix.run(["vanilla", "dcgan"], ["detect_mnist_web.yaml"], False, str(tmp_path), "cmd")
-    assert trained == [("detect_mnist_web.yaml", "zoo:vanilla-seed1"), ("detect_mnist_web.yaml", "zoo:dcgan-seed1")]
+    assert trained == [
+        ("detect_mnist_web.yaml", "zoo:vanilla-seed1", "vanilla"),
+        ("detect_mnist_web.yaml", "zoo:dcgan-seed1", "dcgan"),
+    ]
     row = results["rows"]["detect_mnist_web.yaml|vanilla"]
     assert set(row["tests"]) == {"vanilla", "dcgan"} and set(row["tests"]["dcgan"]) == set(detect_matrix.DEGRADATIONS)
     clean = row["tests"]["vanilla"]["clean"]
@@ -97,7 +110,6 @@ def test_every_matrix_generator_is_a_shipped_zoo_entry():
 
 def test_leave_one_out_trains_on_all_the_other_generators_and_judges_the_held_out_one_as_unseen(tmp_path, monkeypatch):
     import pytest
-    import torch
 
     from benchmarks import detect_matrix
 
@@ -105,21 +117,12 @@ def test_leave_one_out_trains_on_all_the_other_generators_and_judges_the_held_ou
         ("all but a", ["b", "c"]), ("all but b", ["a", "c"]), ("all but c", ["a", "b"])]  # fmt: skip
     with pytest.raises(ValueError, match="at least two generators"):
         detect_matrix.training_plans(["a"], True)
-    g = torch.Generator().manual_seed(0)
-    real = torch.randint(0, 100, (30, 1, 28, 28), generator=g, dtype=torch.uint8)
-    fakes = {"vanilla": torch.randint(160, 256, (30, 1, 28, 28), generator=g, dtype=torch.uint8),
-             "dcgan": torch.randint(90, 140, (30, 1, 28, 28), generator=g, dtype=torch.uint8)}  # fmt: skip
-    monkeypatch.setattr(quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(detect_matrix, "fake_source", lambda name: f"zoo:{name}-seed1")
-    trained = []
-    record = lambda config, source, on, quick: trained.append((source, on)) or tmp_path / on
-    monkeypatch.setattr(detect_matrix, "train_detector", record)
-    monkeypatch.setattr(detect_matrix, "test_sets", lambda names, s, n, d: (real, {k: fakes[k] for k in names}))
-    monkeypatch.setattr(detect_matrix, "load_model", lambda path: Brightness())
+    _, trained = hand_matrix(monkeypatch, tmp_path)
     detect_matrix.run(["vanilla", "dcgan"], ["detect_mnist_web.yaml"], False, str(tmp_path), "cmd")
     results = detect_matrix.run(["vanilla", "dcgan"], ["detect_mnist_web.yaml"], False, str(tmp_path), "cmd", True)
     assert len(results["rows"]) == 4  # the one-generator rows stay beside the leave-one-out ones
-    assert trained[2:] == [("zoo:dcgan-seed1", "all but vanilla"), ("zoo:vanilla-seed1", "all but dcgan")]
+    assert [(source, on) for _, source, on in trained[2:]] == [
+        ("zoo:dcgan-seed1", "all but vanilla"), ("zoo:vanilla-seed1", "all but dcgan")]  # fmt: skip
     assert results["rows"]["detect_mnist_web.yaml|all but vanilla"]["seen"] == ["dcgan"]
     text = (tmp_path / "detect_matrix.md").read_text()
     assert "| detect_mnist_web | all but vanilla | dcgan (seen) |" in text
