@@ -426,3 +426,16 @@ def test_mixture_sampling_benchmark_scores_every_sampler_on_the_same_generator(t
     results["runs"].append(refused)
     bench_sampling.write(results, tmp_path, "cmd")
     assert "(refused in 1 of 2 seeds)" in (tmp_path / "sampling_mixtures.md").read_text()
+
+
+def test_the_full_stacked_table_runs_the_main_rows_and_the_gamma_variant_only_when_named():
+    import json
+
+    from benchmarks import stacked_mnist
+
+    assert stacked_mnist.FULL["rows"] == ["dcgan", "dcgan-pacgan2", "r3gan"]
+    assert "r3gan-gamma4" in stacked_mnist.ROWS and stacked_mnist.GOAL["row"] == "r3gan"
+    flag, tricks = stacked_mnist.ROWS["r3gan-gamma4"][1]
+    assert flag == "--model.tricks" and [t["class_path"].rsplit(".", 1)[1] for t in json.loads(tricks)] == ["R1", "R2"]
+    assert all((t["init_args"]["gamma"], t["init_args"]["gamma_end"]) == (4.0, 0.4) for t in json.loads(tricks))
+    assert stacked_mnist.zoo_name("r3gan-gamma4", 42) == "stacked_mnist_r3gan-gamma4-seed42"
